@@ -1,0 +1,42 @@
+# `make demo` and `make test` set everything up themselves on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is installed first, pinned, so pip takes the release this machine has on disk
+# instead of resolving a newer multi-GB build. Override on other machines:
+#   make test TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DEMO_RUN := runs/demo
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The stamp is rebuilt whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/imgcls train --data digits --model resnet18 --epochs 8 --output $(DEMO_RUN) --overwrite
+	$(BIN)/imgcls eval $(DEMO_RUN)/model.safetensors --data digits --split test
+	@echo "model:   $(DEMO_RUN)/model.safetensors"
+	@echo "metrics: $(DEMO_RUN)/metrics.json"
+
+test: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+bench: setup
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
