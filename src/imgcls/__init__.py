@@ -1,0 +1,65 @@
+"""imgcls: deep-learning image classification, end to end.
+
+    run_dir = imgcls.train(data="digits", model="resnet18", epochs=5)
+    predictor = imgcls.load(run_dir / "model.safetensors")
+    predictor.predict(["cat.jpg"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "evaluate", "list_models", "load", "one_hot", "resume", "train"]
+
+
+def train(
+    data: str = "digits",
+    model: str = "resnet18",
+    *,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    **hyperparameters: Any,
+) -> Path:
+    """Train `model` on `data`; any TrainConfig field is a keyword. Returns the run directory."""
+    from imgcls.config import TrainConfig
+    from imgcls.training.trainer import train as run_training
+
+    config = TrainConfig.from_dict({"data": data, "model": model, **hyperparameters})
+    return run_training(config, overwrite=overwrite, show_progress=show_progress)
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, show_progress: bool = True) -> Path:
+    """Continue (or, with more `epochs`, extend) a run from its last.pt."""
+    from imgcls.training.trainer import resume as resume_training
+
+    return resume_training(run_dir, epochs=epochs, show_progress=show_progress)
+
+
+def load(path: str | Path, *, device: str | None = None):
+    """A Predictor for a model file (or a run directory holding model.safetensors)."""
+    from imgcls.predict import Predictor
+
+    return Predictor(path, device=device)
+
+
+def evaluate(model_path: str | Path, data: str, **options: Any) -> dict[str, Any]:
+    from imgcls.evaluation.evaluate import evaluate as run_evaluation
+
+    return run_evaluation(model_path, data, **options)
+
+
+def list_models() -> list[str]:
+    from imgcls.models import list_models as registered
+
+    return registered()
+
+
+def one_hot(labels: torch.Tensor | list[int], num_classes: int) -> torch.Tensor:
+    """Class indices [N] -> float one-hot rows [N, num_classes]."""
+    indices = torch.as_tensor(labels, dtype=torch.long)
+    return torch.nn.functional.one_hot(indices, num_classes).float()

@@ -1,0 +1,274 @@
+"""Command line: argument parsing only; every verb calls the public API."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from imgcls.config import (
+    AUGMENTS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+)
+from imgcls.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm"}
+_DEFAULTS = TrainConfig()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"imgcls: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgcls: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgcls", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _add_train(verbs)
+    _add_eval(verbs)
+    _add_predict(verbs)
+    _add_models(verbs)
+    return parser
+
+
+# --- train -------------------------------------------------------------------------------
+
+def _option(group: argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any) -> None:
+    """A flag that overrides TrainConfig.<dest> only when given (so -c config.yaml stands)."""
+    default = getattr(_DEFAULTS, dest)
+    help_text = kwargs.pop("help", "")
+    group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS,
+                       help=f"{help_text} (default: {default})".strip(), **kwargs)
+
+
+def _add_train(verbs: argparse._SubParsersAction) -> None:
+    command = verbs.add_parser("train", help="train a model; writes a run directory")
+    command.set_defaults(handler=_train)
+    command.add_argument("-c", "--config", help="a TrainConfig YAML (a run's config.yaml)")
+    command.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last.pt")
+    command.add_argument("--overwrite", action="store_true",
+                         help="replace the model in an existing --output directory")
+    command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    data = command.add_argument_group("data")
+    _option(data, "--data", dest="data", help="folder, CSV, digits, fashion-mnist, mnist, cifar10")
+    _option(data, "--data-dir", dest="data_dir", help="where built-in data sets' files are")
+    _option(data, "--image-size", dest="image_size", type=int, help="side in pixels")
+    _option(data, "--channels", dest="channels", type=int, choices=(1, 3))
+    _option(data, "--val", dest="val_fraction", type=float, help="validation fraction")
+    _option(data, "--test", dest="test_fraction", type=float, help="test fraction")
+    _option(data, "--split-seed", dest="split_seed", type=int, help="seed of the split")
+    _option(data, "--normalize", dest="normalize", choices=NORMALIZATIONS)
+    _option(data, "--augment", dest="augment", choices=AUGMENTS)
+    model = command.add_argument_group("model")
+    _option(model, "--model", "-m", dest="model", help="a name from `imgcls models`")
+    _option(model, "--activation", dest="activation",
+            help="relu, gelu, silu, tanh, sigmoid, leaky_relu")
+    _option(model, "--dropout", "--drop", dest="dropout", type=float)
+    _option(model, "--width", dest="width", type=float, help="channel width multiplier")
+    _option(model, "--pretrained", dest="pretrained", nargs="?", const="imagenet",
+            metavar="PATH", help="torchvision ImageNet weights, or a local state-dict file")
+    _option(model, "--init-from", dest="init_from", metavar="MODEL",
+            help="start from an imgcls model file")
+    _option(model, "--freeze-backbone", dest="freeze_backbone", action="store_true",
+            help="train the classifier head only")
+    optimization = command.add_argument_group("optimization")
+    _option(optimization, "--epochs", dest="epochs", type=int)
+    _option(optimization, "--batch-size", "-b", dest="batch_size", type=int)
+    _option(optimization, "--optimizer", "--opt", dest="optimizer", choices=OPTIMIZERS)
+    _option(optimization, "--lr", dest="lr", type=float,
+            help="learning rate; default per optimizer")
+    _option(optimization, "--momentum", dest="momentum", type=float)
+    _option(optimization, "--weight-decay", "--wd", dest="weight_decay", type=float)
+    _option(optimization, "--sched", dest="sched", choices=SCHEDULES)
+    _option(optimization, "--warmup-epochs", dest="warmup_epochs", type=float)
+    speed = command.add_argument_group("speed and reproducibility")
+    _option(speed, "--precision", dest="precision", choices=PRECISIONS)
+    _option(speed, "--no-channels-last", dest="channels_last", action="store_false")
+    _option(speed, "--threads", dest="threads", type=int)
+    _option(speed, "--device", dest="device", help="cpu, cuda, cuda:1 ...")
+    _option(speed, "--seed", dest="seed", type=int)
+    _option(speed, "--output", "-o", dest="output", help="run directory")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from imgcls.training.trainer import resume, train
+
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)
+    }
+    show_progress = not args.no_progress
+    if args.resume:
+        unsupported = sorted(set(overrides) - {"epochs"})
+        if unsupported:
+            raise UserError(f"--resume takes only --epochs; it keeps the run's own "
+                            f"{', '.join(unsupported)}")
+        resume(args.resume, epochs=overrides.get("epochs"), show_progress=show_progress)
+        return 0
+    base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    config = TrainConfig.from_dict({**base, **overrides})
+    if args.config and "output" not in overrides:
+        config.output = None  # repeating a run writes a new run directory
+    train(config, overwrite=args.overwrite, show_progress=show_progress)
+    return 0
+
+
+# --- eval --------------------------------------------------------------------------------
+
+def _add_eval(verbs: argparse._SubParsersAction) -> None:
+    command = verbs.add_parser("eval", help="metrics of a model file on a data set")
+    command.set_defaults(handler=_eval)
+    command.add_argument("model", metavar="MODEL", help="a model.safetensors or a run directory")
+    command.add_argument("--data", required=True, help="folder, CSV or built-in name")
+    command.add_argument("--data-dir", help="where built-in data sets' files are")
+    command.add_argument("--split", choices=("train", "val", "test", "all"),
+                         help="default: test for the training data, all for other data")
+    command.add_argument("--output", "-o", help="metrics JSON (default: beside the model)")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from imgcls.evaluation.evaluate import evaluate
+    from imgcls.io import write_json
+
+    metrics = evaluate(args.model, args.data, split=args.split, data_dir=args.data_dir)
+    model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
+    output = Path(args.output) if args.output else model_dir / f"eval-{metrics['split']}.json"
+    write_json(output, metrics)
+    _print_metrics(metrics)
+    print(f"metrics written to {output}")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title=f"{metrics['data']} ({metrics['split']}, {metrics['num_samples']} images)")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}",
+                      f"{row['f1']:.4f}", str(row["support"]))
+    table.add_section()
+    for average in ("macro", "weighted"):
+        table.add_row(f"{average} avg", f"{metrics[f'precision_{average}']:.4f}",
+                      f"{metrics[f'recall_{average}']:.4f}", f"{metrics[f'f1_{average}']:.4f}",
+                      str(metrics["num_samples"]))
+    console.print(table)
+    summary = f"accuracy {metrics['accuracy']:.4f}"
+    if "top5_accuracy" in metrics:
+        summary += f"  top-5 accuracy {metrics['top5_accuracy']:.4f}"
+    console.print(summary)
+
+
+# --- predict -----------------------------------------------------------------------------
+
+def _add_predict(verbs: argparse._SubParsersAction) -> None:
+    command = verbs.add_parser("predict", help="classify images with a model file")
+    command.set_defaults(handler=_predict)
+    command.add_argument("model", metavar="MODEL", help="a model.safetensors or a run directory")
+    command.add_argument("inputs", metavar="IMAGE|DIR", nargs="+")
+    command.add_argument("--topk", type=int, default=5)
+    command.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from imgcls.predict import Predictor
+
+    if args.topk < 1:
+        raise UserError(f"--topk must be at least 1; got {args.topk}")
+    predictor = Predictor(args.model)
+    predictions = [p.to_dict() for p in predictor.predict(_expand(args.inputs), topk=args.topk)]
+    print(_format_predictions(predictions, args.format), end="")
+    failed = [p for p in predictions if p.get("error")]
+    for item in failed:
+        print(f"imgcls: could not read {item['input']}: {item['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _expand(inputs: list[str]) -> list[str]:
+    """Files as given; folders become the image files below them, sorted."""
+    paths: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise UserError(f"folder {path} holds no image files ({suffixes})")
+            paths.extend(str(p) for p in found)
+        else:
+            paths.append(item)
+    return paths
+
+
+def _format_predictions(predictions: list[dict[str, Any]], style: str) -> str:
+    if style == "json":
+        return json.dumps(predictions, indent=2) + "\n"
+    if style == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["input", "label", "score", "topk"])
+        for p in predictions:
+            topk = ";".join(f"{t['label']}:{t['score']:.6f}" for t in p["topk"])
+            score = "" if p["score"] is None else f"{p['score']:.6f}"
+            writer.writerow([p["input"], p["label"] or "", score, topk])
+        return buffer.getvalue()
+    table = Table("input", "label", "score", "top-k")
+    for p in predictions:
+        topk = ", ".join(f"{t['label']} {t['score']:.3f}" for t in p["topk"])
+        score = "" if p["score"] is None else f"{p['score']:.4f}"
+        table.add_row(p["input"], p["label"] or f"[red]{p.get('error')}[/]", score, topk)
+    buffer = io.StringIO()
+    Console(file=buffer, width=120).print(table)
+    return buffer.getvalue()
+
+
+# --- models ------------------------------------------------------------------------------
+
+def _add_models(verbs: argparse._SubParsersAction) -> None:
+    command = verbs.add_parser("models", help="list the networks with parameters and MFLOPs")
+    command.set_defaults(handler=_models)
+    command.add_argument("--image-size", type=int, default=32)
+    command.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    command.add_argument("--num-classes", type=int, default=10)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from imgcls.models import count_parameters, create_model, get_spec, list_models, mflops
+
+    table = Table("model", "family", "parameters", "MFLOPs", "ImageNet weights",
+                  title=f"{args.channels}x{args.image_size}x{args.image_size} input, "
+                        f"{args.num_classes} classes")
+    for name in list_models():
+        model = create_model(name, num_classes=args.num_classes, in_channels=args.channels,
+                             image_size=args.image_size)
+        spec = get_spec(name)
+        table.add_row(name, spec.family, f"{count_parameters(model):,}",
+                      f"{mflops(model, args.channels, args.image_size):,.1f}",
+                      "yes" if spec.torchvision_name else "no")
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

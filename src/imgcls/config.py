@@ -1,0 +1,146 @@
+"""TrainConfig: every hyperparameter of a run, with its default, in one place.
+
+A run directory's `config.yaml` is this dataclass written out; loading it back and
+training again repeats the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imgcls.errors import UserError
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw", "rmsprop")
+# Learning rates that train the registry's networks well from scratch with each optimizer;
+# used when --lr is not given.
+DEFAULT_LR = {
+    "sgd": 0.1,
+    "momentum": 0.05,
+    "nesterov": 0.05,
+    "adagrad": 0.01,
+    "adam": 1e-3,
+    "adamw": 2e-3,
+    "rmsprop": 5e-4,
+}
+NORMALIZATIONS = ("meanstd", "minmax")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUGMENTS = ("none", "default")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = "digits"  # folder, CSV, or a built-in name (digits, fashion-mnist, mnist, cifar10)
+    data_dir: str | None = None  # where built-in data sets' files are (or go when downloaded)
+    image_size: int | None = None  # None: the source's own size (digits: 32)
+    channels: int | None = None  # None: 1 for grayscale sources, else 3
+    val_fraction: float = 0.1  # of what the source does not already split
+    test_fraction: float = 0.1
+    split_seed: int | None = None  # None: same as seed
+    normalize: str = "meanstd"  # statistics of the train split only
+    augment: str = "default"  # random crop with padding (+ horizontal flip where the data allows)
+    # model
+    model: str = "resnet18"
+    activation: str | None = None  # None: the model's own (relu)
+    dropout: float | None = None  # None: the model's own
+    width: float | None = None  # channel width multiplier; None: 1.0
+    pretrained: str | None = None  # "imagenet" (torchvision's weights) or a state-dict file
+    init_from: str | None = None  # an imgcls model file to start from
+    freeze_backbone: bool = False  # train the classifier head only
+    # optimization
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    momentum: float = 0.9  # for momentum/nesterov/rmsprop
+    weight_decay: float = 5e-4
+    sched: str = "cosine"  # per-step cosine decay after a linear warmup
+    warmup_epochs: float = 1.0
+    # speed
+    precision: str = "auto"  # auto: bf16 autocast where the CPU runs bf16 natively / on CUDA
+    channels_last: bool = True
+    threads: int | None = None  # None: all cores
+    device: str | None = None  # None: cuda when present, else cpu
+    seed: int = 0
+    # output
+    output: str | None = None  # run directory; None: runs/<data>-<model>[-N]
+
+    @property
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    @property
+    def resolved_split_seed(self) -> int:
+        return self.split_seed if self.split_seed is not None else self.seed
+
+    def validate(self) -> TrainConfig:
+        _require(self.epochs > 0, f"--epochs must be positive; got {self.epochs}")
+        _require(self.batch_size > 0, f"--batch-size must be positive; got {self.batch_size}")
+        _require(self.lr is None or self.lr > 0, f"--lr must be positive; got {self.lr}")
+        _require(self.weight_decay >= 0, f"--weight-decay must be >= 0; got {self.weight_decay}")
+        _require(
+            self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0; got {self.warmup_epochs}"
+        )
+        _require(
+            self.dropout is None or 0 <= self.dropout < 1,
+            f"--dropout must be in [0, 1); got {self.dropout}",
+        )
+        _require(self.width is None or self.width > 0, f"--width must be positive; got {self.width}")
+        _require(
+            self.image_size is None or self.image_size > 0,
+            f"--image-size must be positive; got {self.image_size}",
+        )
+        _require(self.channels in (None, 1, 3), f"--channels must be 1 or 3; got {self.channels}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("normalize", self.normalize, NORMALIZATIONS)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("augment", self.augment, AUGMENTS)
+        _choice("sched", self.sched, SCHEDULES)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, origin: str = "arguments") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(
+                f"unknown setting(s) {', '.join(unknown)} in {origin}; "
+                f"known settings: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        file = Path(path)
+        if not file.is_file():
+            raise UserError(f"config file {file} does not exist; pass a YAML written by a run")
+        try:
+            values = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"config file {file} is not valid YAML: {error}") from None
+        if not isinstance(values, dict):
+            raise UserError(f"config file {file} must hold a mapping of settings")
+        return cls.from_dict(values, origin=str(file))
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        flag = "--" + name.replace("_", "-")
+        raise UserError(f"unknown {name} {value!r}; {flag} takes one of: {', '.join(allowed)}")

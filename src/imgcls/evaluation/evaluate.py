@@ -1,0 +1,80 @@
+"""Evaluate a model file on a data set: the same split it was trained with, or all of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgcls.data.sources import ImageSet, load_source
+from imgcls.data.split import make_split, split_from_json
+from imgcls.errors import UserError
+from imgcls.evaluation.metrics import compute_metrics
+from imgcls.predict import Predictor
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def evaluate(
+    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None
+) -> dict[str, Any]:
+    """metrics.json's schema plus `split` and `data`. split None: test for the data the model
+    was trained on, all of it for any other data."""
+    predictor = Predictor(model_path)
+    image_set = load_source(
+        data, channels=predictor.channels, image_size=predictor.image_size, data_dir=data_dir
+    )
+    trained_on = predictor.metadata["data"]["source"] == image_set.source
+    part = split or ("test" if trained_on else "all")
+    if part not in SPLITS:
+        raise UserError(f"unknown split {part!r}; --split takes one of: {', '.join(SPLITS)}")
+    indices = _indices(Path(model_path), predictor.metadata, image_set, part, trained_on)
+    labels = _model_labels(image_set, predictor.class_names)[indices]
+    probabilities = predictor.probabilities(image_set.images[torch.as_tensor(indices)])
+    metrics = compute_metrics(labels, probabilities.numpy(), predictor.class_names)
+    return {**metrics, "split": part, "data": image_set.source}
+
+
+def _indices(
+    model_path: Path, metadata: dict, image_set: ImageSet, part: str, trained_on: bool
+) -> np.ndarray:
+    if part == "all":
+        return np.arange(len(image_set.labels))
+    if not trained_on:
+        raise UserError(
+            f"--split {part} needs the data the model was trained on "
+            f"({metadata['data']['source']}); use --split all for other data"
+        )
+    split_file = (model_path.parent if model_path.suffix else model_path) / "split.json"
+    if split_file.is_file():
+        split = split_from_json(json.loads(split_file.read_text()), image_set)
+    else:  # the model file travelled alone: rebuild the split from its training settings
+        config = metadata["training"]["config"]
+        split = make_split(
+            image_set.labels, preset=image_set.preset_split, val=config["val_fraction"],
+            test=config["test_fraction"],
+            seed=config.get("split_seed") if config.get("split_seed") is not None
+            else config["seed"],
+            item_ids=image_set.item_ids,
+        )
+        if split.content_hash != metadata["data"]["split_hash"]:
+            raise UserError(
+                f"{image_set.source} has changed since training (split hash differs); "
+                "use --split all, or retrain"
+            )
+    return np.asarray(getattr(split, part))
+
+
+def _model_labels(image_set: ImageSet, model_classes: list[str]) -> np.ndarray:
+    """The data set's labels as the model's class indices (the data may hold fewer classes)."""
+    unknown = sorted(set(image_set.class_names) - set(model_classes))
+    if unknown:
+        raise UserError(
+            f"class(es) {', '.join(unknown)} in {image_set.source} are not among the model's "
+            f"classes ({', '.join(model_classes)})"
+        )
+    mapping = np.array([model_classes.index(name) for name in image_set.class_names])
+    return mapping[image_set.labels.numpy()]

@@ -1,0 +1,66 @@
+"""Optimizers by name and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from imgcls.config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = _decay_groups(model, config.weight_decay)
+    lr = config.resolved_lr
+    name = config.optimizer
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    if name in ("momentum", "nesterov"):
+        return torch.optim.SGD(
+            groups, lr=lr, momentum=config.momentum, nesterov=name == "nesterov"
+        )
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr)
+    if name == "adam":
+        # Adam's weight decay is L2 in the gradient, as in torch; adamw decouples it.
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, momentum=config.momentum)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    # Decaying biases and norm scales only shrinks them toward zero for no regularization
+    # benefit (timm and the torchvision reference scripts both exempt them).
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step multiplier: linear warmup, then cosine decay to zero (or constant)."""
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    # Warmup never takes more than half of a short run.
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps // 2)
+    cosine = config.sched == "cosine"
+
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if not cosine:
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)

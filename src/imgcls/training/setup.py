@@ -1,0 +1,132 @@
+"""Everything a run needs before its first step: the data, its split and statistics, and
+the network (optionally started from pretrained weights)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from imgcls.artifact import read_metadata, read_weights
+from imgcls.config import TrainConfig
+from imgcls.data.normalize import compute_stats
+from imgcls.data.sources import ImageSet, load_source
+from imgcls.data.split import Split, make_split, split_from_json
+from imgcls.errors import UserError
+from imgcls.io import write_json, write_text
+from imgcls.models import (
+    create_model,
+    freeze_backbone,
+    get_spec,
+    load_compatible,
+    read_state_dict_file,
+    torchvision_state_dict,
+)
+
+
+@dataclass
+class PreparedData:
+    image_set: ImageSet
+    split: Split
+    stats: dict[str, Any]  # normalization statistics of the train split
+
+    def subset(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = torch.as_tensor(getattr(self.split, part), dtype=torch.long)
+        return self.image_set.images[indices], self.image_set.labels[indices]
+
+
+def prepare_data(
+    config: TrainConfig, run_dir: Path, console: Console, *, reuse_split: bool
+) -> PreparedData:
+    image_set = load_source(
+        config.data,
+        channels=config.channels,
+        image_size=config.image_size,
+        data_dir=config.data_dir,
+    )
+    _report_skipped(image_set, run_dir, console)
+    split = _split(config, image_set, run_dir / "split.json", reuse_split)
+    if len(split.train) == 0:
+        raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")
+    train_images = image_set.images[torch.as_tensor(split.train, dtype=torch.long)]
+    return PreparedData(image_set, split, compute_stats(train_images, config.normalize))
+
+
+def _split(config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bool) -> Split:
+    if reuse and split_file.exists():
+        return split_from_json(json.loads(split_file.read_text()), image_set)
+    split = make_split(
+        image_set.labels,
+        preset=image_set.preset_split,
+        val=config.val_fraction,
+        test=config.test_fraction,
+        seed=config.resolved_split_seed,
+        item_ids=image_set.item_ids,
+    )
+    write_json(split_file, split.to_json(image_set))
+    return split
+
+
+def _report_skipped(image_set: ImageSet, run_dir: Path, console: Console) -> None:
+    if not image_set.skipped:
+        return
+    listing = run_dir / "skipped.txt"
+    write_text(listing, "".join(f"{item}\t{reason}\n" for item, reason in image_set.skipped))
+    console.print(
+        f"[yellow]warning:[/] skipped {len(image_set.skipped)} unreadable file(s); "
+        f"the list is in {listing}"
+    )
+
+
+def architecture_of(config: TrainConfig, image_set: ImageSet) -> dict[str, Any]:
+    """The registry name and keyword arguments that rebuild this network (model file)."""
+    _, channels, height, _ = image_set.images.shape
+    kwargs = {
+        "num_classes": len(image_set.class_names),
+        "in_channels": int(channels),
+        "image_size": int(height),
+        "activation": config.activation,
+        "dropout": config.dropout,
+        "width": config.width,
+    }
+    return {"name": config.model, "kwargs": {k: v for k, v in kwargs.items() if v is not None}}
+
+
+def build_model(
+    config: TrainConfig, architecture: dict[str, Any], class_names: list[str], console: Console
+) -> nn.Module:
+    model = create_model(architecture["name"], **architecture["kwargs"])
+    spec = get_spec(architecture["name"])
+    in_channels = architecture["kwargs"]["in_channels"]
+    if config.pretrained:
+        weights = (
+            torchvision_state_dict(spec)
+            if config.pretrained == "imagenet"
+            else read_state_dict_file(config.pretrained)
+        )
+        report = load_compatible(model, weights, head=spec.head, in_channels=in_channels)
+        console.print(f"pretrained: {_describe(report)} from {config.pretrained}")
+    if config.init_from:
+        same_classes = read_metadata(config.init_from)["class_names"] == class_names
+        # The head carries over only when it predicts the same classes in the same order.
+        head = "" if same_classes else spec.head
+        report = load_compatible(
+            model, read_weights(config.init_from), head=head, in_channels=in_channels
+        )
+        console.print(f"init from {config.init_from}: {_describe(report)}")
+    if config.freeze_backbone:
+        trainable = freeze_backbone(model, spec.head)
+        console.print(f"backbone frozen: {trainable:,} trainable parameters left (the head)")
+    return model
+
+
+def _describe(report: Any) -> str:
+    return (
+        f"{len(report.loaded)} tensors loaded, {len(report.adapted)} adapted, "
+        f"{len(report.skipped)} skipped"
+    )
