@@ -91,7 +91,9 @@ class TrainConfig:
             self.dropout is None or 0 <= self.dropout < 1,
             f"--dropout must be in [0, 1); got {self.dropout}",
         )
-        _require(self.width is None or self.width > 0, f"--width must be positive; got {self.width}")
+        _require(
+            self.width is None or self.width > 0, f"--width must be positive; got {self.width}"
+        )
         _require(
             self.image_size is None or self.image_size > 0,
             f"--image-size must be positive; got {self.image_size}",

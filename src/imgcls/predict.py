@@ -95,7 +95,7 @@ class Predictor:
         scores, indices = row.topk(min(topk, len(self.class_names)))
         ranked = [
             {"label": self.class_names[i], "score": float(s)}
-            for s, i in zip(scores.tolist(), indices.tolist())
+            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
         return Prediction(name, ranked[0]["label"], ranked[0]["score"], ranked)
 

@@ -19,7 +19,9 @@ def pick_device(requested: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {requested}: no CUDA device here; leave --device out for the CPU")
+        raise UserError(
+            f"--device {requested}: no CUDA device here; leave --device out for the CPU"
+        )
     return device
 
 

@@ -379,7 +379,8 @@ def _write_predictions(
     writer = csv.writer(buffer)
     writer.writerow(["item", "true", "predicted", "score"])
     for index, true, guess, score in zip(
-        getattr(run.data.split, part), labels.tolist(), predicted.tolist(), scores.tolist()
+        getattr(run.data.split, part), labels.tolist(), predicted.tolist(), scores.tolist(),
+        strict=True,
     ):
         writer.writerow([item_ids[index], names[true], names[guess], f"{score:.6f}"])
     write_text(run.run_dir / f"{part}_predictions.csv", buffer.getvalue())
