@@ -32,7 +32,10 @@ _DEFAULTS = TrainConfig()
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help, or a usage mistake already printed
+        return int(exit_request.code or 0)
     try:
         return args.handler(args)
     except UserError as error:
@@ -43,9 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (like every other user error), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imgcls", description=__doc__)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = _Parser(prog="imgcls", description="Deep-learning image classification.")
+    verbs = parser.add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=_Parser
+    )
     _add_train(verbs)
     _add_eval(verbs)
     _add_predict(verbs)

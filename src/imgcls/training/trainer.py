@@ -93,7 +93,7 @@ def train(
     config.output = str(run_dir)
     write_text(run_dir / "config.yaml", config.to_yaml())
     (run_dir / "history.jsonl").unlink(missing_ok=True)  # our own file from an overwritten run
-    run = _start(config, run_dir, console or Console(), resume_state=None)
+    run = _start(config, run_dir, console or Console(soft_wrap=True), resume_state=None)
     return _loop(run, show_progress)
 
 
@@ -114,7 +114,8 @@ def resume(
         config.epochs = epochs
     config.validate()
     write_text(run_dir / "config.yaml", config.to_yaml())
-    run = _start(config, run_dir, console or Console(), resume_state=load_state(state_file))
+    state = load_state(state_file)
+    run = _start(config, run_dir, console or Console(soft_wrap=True), resume_state=state)
     return _loop(run, show_progress)
 
 
@@ -259,7 +260,8 @@ def _progress(show: bool, console: Console) -> Progress:
         TextColumn("{task.fields[stats]}"),
         console=console,
         transient=True,
-        disable=not show,
+        # Off where nobody watches (CI, a pipe): the per-epoch lines say it all there.
+        disable=not (show and console.is_terminal),
     )
 
 

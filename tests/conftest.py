@@ -1,0 +1,23 @@
+"""Shared fixtures: small runs trained once per session and reused by many tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import imgcls
+
+# Tests share 2 cores with nothing else; a fixed thread count also keeps them repeatable.
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lenet5 trained 3 epochs on digits in fp32 (so the Predictor must match it exactly)."""
+    output = tmp_path_factory.mktemp("runs") / "digits-lenet5"
+    return imgcls.train(
+        data="digits", model="lenet5", epochs=3, batch_size=64, precision="fp32",
+        output=str(output), show_progress=False,
+    )
