@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imagefolder import write_folder
 from imgcls.cli import main
+
+from imagefolder import write_folder
 
 
 def _error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:

@@ -9,8 +9,9 @@ import torch
 import torchvision
 
 import imgcls
-from imagefolder import write_folder
 from imgcls.artifact import read_weights
+
+from imagefolder import write_folder
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imagefolder import PATTERNS, write_folder
 from imgcls.cli import main
+
+from imagefolder import PATTERNS, write_folder
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,29 @@
+"""The model zoo: a registry of classic networks, pretrained-weight loading, size and cost.
+
+Importing this package registers every family.
+"""
+
+from imgcls.models import alexnet, densenet, lenet, resnet, vgg  # noqa: F401  (they register)
+from imgcls.models.info import count_parameters, mflops
+from imgcls.models.pretrained import (
+    LoadReport,
+    freeze_backbone,
+    load_compatible,
+    read_state_dict_file,
+    torchvision_state_dict,
+)
+from imgcls.models.registry import ModelSpec, create_model, get_spec, list_models
+
+__all__ = [
+    "LoadReport",
+    "ModelSpec",
+    "count_parameters",
+    "create_model",
+    "freeze_backbone",
+    "get_spec",
+    "list_models",
+    "load_compatible",
+    "mflops",
+    "read_state_dict_file",
+    "torchvision_state_dict",
+]

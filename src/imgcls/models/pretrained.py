@@ -1,0 +1,165 @@
+"""Pretrained weights: fetch torchvision's, read a local file, load what fits, freeze the rest.
+
+Loading is lenient by design: a model built for 10 classes, 1 channel and 28 px images shares
+most but not all tensors with its ImageNet original, and each tensor that fits is worth having.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+from torchvision.models import get_model_weights
+
+from imgcls.errors import UserError
+from imgcls.models.registry import ModelSpec
+
+# torchvision's DenseNet checkpoints predate its module names: "denselayer1.norm.1.weight" is
+# "denselayer1.norm1.weight" today. torchvision renames them in densenet._load_state_dict.
+_LEGACY_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)  # copied as they were
+    adapted: list[str] = field(default_factory=list)  # first conv, remapped to in_channels
+    skipped: dict[str, str] = field(default_factory=dict)  # source key -> why it was not used
+    missing: list[str] = field(default_factory=list)  # model keys left as initialized
+
+
+def load_compatible(
+    model: nn.Module, state_dict: Mapping[str, Tensor], *, head: str, in_channels: int
+) -> LoadReport:
+    """Load every tensor of `state_dict` whose key and shape match `model`, in place.
+
+    The head (keys under `head + "."`) is skipped: it is sized for the source's classes. The
+    first conv's weight is adapted when only its input channels differ. Anything else whose
+    shape differs (a small-input stem, a resized classifier) is skipped, with the reason.
+    """
+    target = model.state_dict()
+    first_conv_key = _first_conv_weight_key(model)
+    report = LoadReport()
+    to_load: dict[str, Tensor] = {}
+    for key, tensor in _modern_keys(state_dict).items():
+        if key.startswith(head + "."):
+            report.skipped[key] = "classifier head, sized for the source's classes"
+        elif key not in target:
+            report.skipped[key] = "no such tensor in this model"
+        elif tensor.shape == target[key].shape:
+            to_load[key] = tensor
+            report.loaded.append(key)
+        elif key == first_conv_key and _differs_in_input_channels(tensor, target[key]):
+            to_load[key] = _adapt_input_conv(tensor, in_channels)
+            report.adapted.append(key)
+        else:
+            report.skipped[key] = (
+                f"shape {tuple(tensor.shape)} does not fit the model's {tuple(target[key].shape)}"
+            )
+    if not to_load:
+        raise UserError(
+            "none of the pretrained tensors fit this model: the weights are for another"
+            " architecture — pass weights made for this --model, or drop --pretrained"
+        )
+    model.load_state_dict(to_load, strict=False)
+    report.missing = [key for key in target if key not in to_load]
+    return report
+
+
+def _adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
+    """Remap a conv weight (out, in, kh, kw) to `in_channels` inputs, as timm's adapt_input_conv.
+
+    RGB to grey sums over the colours, so a grey image x gives what the RGB image (x, x, x)
+    would. Other counts repeat the channels cyclically and rescale to keep activations' size.
+    """
+    source_channels = weight.shape[1]
+    weight = weight.float()
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_channels // source_channels)  # ceiling division
+    repeated = weight.repeat(1, repeats, 1, 1)[:, :in_channels]
+    return repeated * (source_channels / in_channels)
+
+
+def torchvision_state_dict(spec: ModelSpec) -> dict[str, Tensor]:
+    """torchvision's default ImageNet weights for the model (torchvision downloads and caches)."""
+    if spec.torchvision_name is None:
+        raise UserError(
+            f"{spec.name} has no ImageNet weights — train it from scratch (drop --pretrained)"
+        )
+    weights = get_model_weights(spec.torchvision_name).DEFAULT
+    try:
+        return dict(weights.get_state_dict(progress=True))
+    except OSError as error:  # URLError, socket and HTTP errors are all OSErrors
+        raise UserError(
+            f"cannot download the ImageNet weights of {spec.torchvision_name} (offline? {error})"
+            " — pass --pretrained PATH to a local torchvision state-dict file"
+        ) from error
+
+
+def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from .safetensors, or from .pt/.pth read with weights_only (no unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pretrained weights file not found: {path} — check the --pretrained path")
+    if path.suffix == ".safetensors":
+        return safetensors.torch.load_file(str(path))
+    if path.suffix not in (".pt", ".pth"):
+        raise UserError(
+            f"cannot read weights from {path}: expected a .safetensors, .pt or .pth file"
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as error:
+        raise UserError(
+            f"{path} is not a plain state dict (it holds Python objects that are not loaded for"
+            " safety) — save it with torch.save(model.state_dict(), path)"
+        ) from error
+    if not _is_state_dict(loaded):
+        raise UserError(
+            f"{path} does not hold a state dict of tensors — save it with"
+            " torch.save(model.state_dict(), path)"
+        )
+    return dict(loaded)
+
+
+def freeze_backbone(model: nn.Module, head: str) -> int:
+    """Train only the head: every other parameter stops needing gradients. Returns the number
+    of trainable parameters left."""
+    trainable = 0
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith(head + ".")
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+    return trainable
+
+
+def _modern_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {_LEGACY_DENSENET_KEY.sub(r"\1\2", key): tensor for key, tensor in state_dict.items()}
+
+
+def _first_conv_weight_key(model: nn.Module) -> str | None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return f"{name}.weight"
+    return None
+
+
+def _differs_in_input_channels(source: Tensor, target: Tensor) -> bool:
+    same_outputs_and_kernel = source.shape[0] == target.shape[0] and (
+        source.shape[2:] == target.shape[2:]
+    )
+    return source.dim() == 4 and same_outputs_and_kernel
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and all(
+        isinstance(key, str) and isinstance(value, Tensor) for key, value in obj.items()
+    )

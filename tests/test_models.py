@@ -1,0 +1,260 @@
+"""The model zoo: every registered model trains on small images, torchvision-based ones match
+torchvision at ImageNet settings, and pretrained weights load where they fit.
+
+Shape checks across many image sizes run on the meta device: shapes propagate, nothing is
+computed, so even VGG-19 at 224 px costs nothing.
+"""
+
+from __future__ import annotations
+
+import pickle
+from urllib.error import URLError
+
+import pytest
+import safetensors.torch
+import torch
+import torchvision
+from torch import nn
+
+from imgcls.errors import UserError
+from imgcls.models import (
+    count_parameters,
+    create_model,
+    freeze_backbone,
+    get_spec,
+    list_models,
+    load_compatible,
+    mflops,
+    read_state_dict_file,
+    torchvision_state_dict,
+)
+from imgcls.models import pretrained as pretrained_module
+from imgcls.models.layers import make_activation
+from imgcls.models.registry import register
+
+TORCHVISION_BASED = [name for name in list_models() if get_spec(name).torchvision_name]
+# One model per family, for the tests of options every family implements.
+ONE_PER_FAMILY = ["lenet5", "alexnet", "vgg11_bn", "resnet18", "densenet_bc"]
+
+
+def _build(name: str, **options: object) -> nn.Module:
+    options = {"num_classes": 10, "in_channels": 1, "image_size": 28, **options}
+    return create_model(name, **options)
+
+
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("name", list_models())
+def test_model_trains_on_small_images(name: str, channels: int, size: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=channels, image_size=size)
+    images = torch.randn(2, channels, size, size)
+
+    logits = model(images)
+    logits.logsumexp(dim=1).mean().backward()
+
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+    for param_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, f"no gradient reaches {param_name}"
+        assert torch.isfinite(parameter.grad).all(), f"non-finite gradient in {param_name}"
+
+
+@pytest.mark.parametrize("size", [28, 32, 45, 64, 65, 100, 224])
+@pytest.mark.parametrize("name", list_models())
+def test_output_shape_for_any_image_size(name: str, size: int) -> None:
+    with torch.device("meta"):
+        model = create_model(name, num_classes=7, in_channels=3, image_size=size).eval()
+        logits = model(torch.empty(1, 3, size, size))
+    assert logits.shape == (1, 7)
+
+
+@pytest.mark.parametrize("name", TORCHVISION_BASED)
+def test_imagenet_configuration_is_torchvisions(name: str) -> None:
+    with torch.device("meta"):
+        ours = create_model(name, num_classes=1000)
+        theirs = torchvision.models.get_model(get_spec(name).torchvision_name, weights=None)
+    assert count_parameters(ours) == count_parameters(theirs)
+    our_shapes = {key: tensor.shape for key, tensor in ours.state_dict().items()}
+    their_shapes = {key: tensor.shape for key, tensor in theirs.state_dict().items()}
+    assert our_shapes == their_shapes
+
+
+def test_head_names_the_final_linear() -> None:
+    for name in list_models():
+        with torch.device("meta"):
+            model = _build(name)
+        head = model.get_submodule(get_spec(name).head)
+        assert isinstance(head, nn.Linear) and head.out_features == 10, name
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "tanh", "sigmoid", "leaky_relu"])
+def test_activation_replaces_every_relu(activation: str) -> None:
+    expected = type(make_activation(activation))
+    for name in ONE_PER_FAMILY + ["densenet121"]:
+        with torch.device("meta"):
+            model = _build(name, activation=activation)
+        kinds = {type(module) for module in model.modules()}
+        assert nn.ReLU not in kinds, name
+        assert expected in kinds, name
+
+
+def test_densenet_forward_follows_the_activation(monkeypatch) -> None:
+    # torchvision's DenseNet.forward calls F.relu itself; ours must use the chosen activation.
+    model = _build("densenet_bc", activation="gelu").eval()
+
+    def no_relu(*args: object, **kwargs: object) -> None:
+        raise AssertionError("F.relu called")
+
+    monkeypatch.setattr(torch.nn.functional, "relu", no_relu)
+    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY + ["densenet121"])
+def test_dropout_option_adds_dropout(name: str) -> None:
+    with torch.device("meta"):
+        model = _build(name, dropout=0.3)
+        head = model.get_submodule(get_spec(name).head)
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.3 for m in model.modules())
+    assert isinstance(head, nn.Linear)
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY + ["densenet121", "resnet50"])
+def test_width_scales_the_model(name: str) -> None:
+    with torch.device("meta"):
+        narrow, full = _build(name, width=0.5), _build(name)
+        logits = narrow.eval()(torch.empty(1, 1, 28, 28))
+    assert count_parameters(narrow) < count_parameters(full)
+    assert logits.shape == (1, 10)
+
+
+def test_too_small_image_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="at least 28 px; got 16 — pass --image-size 28"):
+        create_model("resnet18", num_classes=10, image_size=16)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"num_classes": 1}, {"in_channels": 0}, {"activation": "swish"}, {"dropout": 1.0}],
+)
+def test_bad_options_are_user_errors(options: dict[str, object]) -> None:
+    with pytest.raises(UserError):
+        _build("lenet5", **options)
+
+
+def test_unknown_model_names_a_close_match() -> None:
+    with pytest.raises(UserError, match="did you mean 'resnet18'"):
+        get_spec("resnet19")
+
+
+def test_duplicate_registration_raises() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register(get_spec("lenet5"))
+
+
+def _perturbed_torchvision_resnet18() -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18(weights=None).state_dict()
+    return {
+        key: tensor + 0.5 if tensor.is_floating_point() else tensor
+        for key, tensor in source.items()
+    }
+
+
+@pytest.mark.parametrize("image_size", [224, 32])
+def test_load_compatible_from_torchvision_keys(image_size: int) -> None:
+    source = _perturbed_torchvision_resnet18()
+    model = create_model("resnet18", num_classes=5, in_channels=1, image_size=image_size)
+
+    report = load_compatible(model, source, head="fc", in_channels=1)
+
+    loaded = model.state_dict()
+    head = ["fc.weight", "fc.bias"]
+    if image_size == 224:  # the ImageNet stem: conv1 differs only in its input channels
+        assert report.adapted == ["conv1.weight"]
+        assert set(report.skipped) == set(head)
+        assert report.missing == head
+        rgb_summed = source["conv1.weight"].sum(dim=1, keepdim=True)
+        assert torch.allclose(loaded["conv1.weight"], rgb_summed)
+    else:  # the 3x3 small-input stem cannot take a 7x7 kernel
+        assert report.adapted == []
+        assert set(report.skipped) == {"conv1.weight", *head}
+        assert report.missing == ["conv1.weight", *head]
+    assert len(report.loaded) == len(source) - 3
+    for key in report.loaded:
+        assert torch.equal(loaded[key], source[key]), key
+
+
+def test_first_conv_adapts_to_more_channels() -> None:
+    source = _perturbed_torchvision_resnet18()
+    model = create_model("resnet18", num_classes=5, in_channels=4)
+    report = load_compatible(model, source, head="fc", in_channels=4)
+    weight = model.state_dict()["conv1.weight"]
+    assert report.adapted == ["conv1.weight"]
+    assert torch.allclose(weight[:, :3], source["conv1.weight"] * 0.75)
+    assert torch.allclose(weight[:, 3], source["conv1.weight"][:, 0] * 0.75)
+
+
+def test_load_compatible_rejects_another_architecture() -> None:
+    model = _build("lenet5")
+    with pytest.raises(UserError, match="another architecture"):
+        load_compatible(model, {"layer9.weight": torch.zeros(3)}, head="fc", in_channels=1)
+
+
+def test_legacy_densenet_keys_load() -> None:
+    model = _build("densenet_bc")
+    source = {  # as torchvision's DenseNet checkpoints name them (without batch counters)
+        key.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): tensor
+        for key, tensor in model.state_dict().items()
+        if not key.endswith("num_batches_tracked")
+    }
+    assert "features.denseblock1.denselayer1.norm.1.weight" in source
+    report = load_compatible(model, source, head="classifier", in_channels=3)
+    assert set(report.skipped) == {"classifier.weight", "classifier.bias"}
+
+
+def test_freeze_backbone_leaves_only_the_head() -> None:
+    model = _build("resnet18")
+    trainable = freeze_backbone(model, "fc")
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert names == ["fc.weight", "fc.bias"]
+    assert trainable == 512 * 10 + 10
+
+
+def test_read_state_dict_files(tmp_path) -> None:
+    tensors = {"a.weight": torch.ones(2, 3), "a.bias": torch.zeros(2)}
+    safetensors.torch.save_file(tensors, tmp_path / "w.safetensors")
+    torch.save(tensors, tmp_path / "w.pth")
+    for file_name in ("w.safetensors", "w.pth"):
+        read = read_state_dict_file(tmp_path / file_name)
+        assert read.keys() == tensors.keys() and torch.equal(read["a.weight"], tensors["a.weight"])
+
+
+def test_read_state_dict_file_refuses_pickled_objects_and_missing_files(tmp_path) -> None:
+    with open(tmp_path / "evil.pt", "wb") as file:
+        pickle.dump({"a": print}, file, protocol=2)
+    with pytest.raises(UserError, match="not a plain state dict"):
+        read_state_dict_file(tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="not found"):
+        read_state_dict_file(tmp_path / "absent.pth")
+
+
+def test_torchvision_state_dict_offline_and_unavailable(monkeypatch) -> None:
+    class OfflineWeights:
+        def get_state_dict(self, progress: bool) -> dict[str, torch.Tensor]:
+            raise URLError("no network")
+
+    class OfflineEnum:
+        DEFAULT = OfflineWeights()
+
+    monkeypatch.setattr(pretrained_module, "get_model_weights", lambda name: OfflineEnum)
+    with pytest.raises(UserError, match="--pretrained PATH"):
+        torchvision_state_dict(get_spec("resnet18"))
+    with pytest.raises(UserError, match="lenet5 has no ImageNet weights"):
+        torchvision_state_dict(get_spec("lenet5"))
+
+
+def test_mflops_grow_with_image_size() -> None:
+    model = _build("lenet5", image_size=56)
+    small, large = mflops(model, 1, 28), mflops(model, 1, 56)
+    assert 0 < small < large
+    assert model.training  # restored after counting
