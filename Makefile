@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/imgcls train --data digits --model resnet18 --epochs 8 --output $(DEMO_RUN) --overwrite
+	$(BIN)/imgcls train --data digits --model lenet5 --epochs 15 --output $(DEMO_RUN) --overwrite
 	$(BIN)/imgcls eval $(DEMO_RUN)/model.safetensors --data digits --split test
 	@echo "model:   $(DEMO_RUN)/model.safetensors"
 	@echo "metrics: $(DEMO_RUN)/metrics.json"

@@ -24,6 +24,8 @@ class ModelSpec:
     head: str  # dotted path of the final classifier nn.Linear: "fc", "classifier.6", ...
     torchvision_name: str | None  # torchvision builder whose ImageNet weights load into this model
     min_size: int = 28
+    # Whether training in channels_last memory format is faster; True for the wide conv nets.
+    channels_last: bool = True
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

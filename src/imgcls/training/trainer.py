@@ -28,6 +28,7 @@ from imgcls.errors import UserError
 from imgcls.evaluation.metrics import compute_metrics
 from imgcls.inference import predict_probabilities
 from imgcls.io import append_line, write_json, write_text
+from imgcls.models import get_spec
 from imgcls.training.optim import build_optimizer, build_schedule
 from imgcls.training.rundir import prepare_run_dir
 from imgcls.training.runtime import (
@@ -76,6 +77,7 @@ class Run:
     scaler: torch.amp.GradScaler
     train_images: torch.Tensor
     train_labels: torch.Tensor
+    channels_last: bool
     start_epoch: int = 1
     best: Best = field(default_factory=Best)
 
@@ -129,7 +131,8 @@ def _start(
     data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)
-    if config.channels_last:
+    channels_last = config.channels_last and get_spec(config.model).channels_last
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_images, train_labels = data.subset("train")
     optimizer = build_optimizer(model, config)
@@ -154,6 +157,7 @@ def _start(
         scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
         train_images=train_images.to(device),
         train_labels=train_labels.to(device),
+        channels_last=channels_last,
     )
     if resume_state is not None:
         _restore(run, resume_state)
@@ -236,7 +240,7 @@ def _train_epoch(run: Run, epoch: int, show_progress: bool) -> dict[str, Any]:
 
 def _train_step(run: Run, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
     images = run.train_images[indices].float()
-    if run.config.channels_last:
+    if run.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     images = run.normalizer(augment_batch(run.augment, images))
     labels = run.train_labels[indices]
