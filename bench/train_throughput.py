@@ -83,24 +83,37 @@ def with_imgcls(workdir: Path, model_name: str, epochs: int, batch_size: int) ->
             "precision": "auto", "config": config}
 
 
+def median_run(runs: list[dict]) -> dict:
+    ranked = sorted(runs, key=lambda run: run["images_per_s"])
+    return {**ranked[len(ranked) // 2], "all_images_per_s": [r["images_per_s"] for r in runs]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternate the two pipelines this many times; report medians")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    plain_runs, our_runs = [], []
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        plain = baseline(torchvision_root(workdir), args.model, args.epochs, args.batch_size,
-                         args.workers)
-        ours = with_imgcls(workdir, args.model, args.epochs, args.batch_size)
+        root = torchvision_root(workdir)
+        # Alternating spreads the machine's drift over both pipelines alike.
+        for repeat in range(args.repeats):
+            plain_runs.append(baseline(root, args.model, args.epochs, args.batch_size,
+                                       args.workers))
+            our_runs.append(with_imgcls(workdir / str(repeat), args.model, args.epochs,
+                                        args.batch_size))
+    plain, ours = median_run(plain_runs), median_run(our_runs)
     ours.pop("config")
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
                    f"threads, torch {torch.__version__}",
         "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "baseline": {**plain, "pipeline": f"torchvision FashionMNIST + ToTensor/Normalize + "
                                           f"DataLoader(num_workers={args.workers}), fp32"},
         "imgcls": ours,

@@ -48,7 +48,7 @@ class RandomShiftFlip(nn.Module):
 
 
 def build_augment(preset: str, *, image_size: int, hflip_ok: bool) -> nn.Module:
-    """The augmentation for a preset; works on float batches [N, C, H, W] in any value range."""
+    """The augmentation for a preset; works on uint8 or float batches [N, C, H, W]."""
     if preset == "none":
         return nn.Identity()
     if preset != "default":
