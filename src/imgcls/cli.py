@@ -17,6 +17,7 @@ from rich.table import Table
 
 from imgcls.config import (
     AUGMENTS,
+    BALANCES,
     NORMALIZATIONS,
     OPTIMIZERS,
     PRECISIONS,
@@ -91,6 +92,12 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     _option(data, "--val", dest="val_fraction", type=float, help="validation fraction")
     _option(data, "--test", dest="test_fraction", type=float, help="test fraction")
     _option(data, "--split-seed", dest="split_seed", type=int, help="seed of the split")
+    _option(data, "--split-file", dest="split_file", metavar="SPLIT_JSON",
+            help="reuse a split (from `imgcls data split` or a run's split.json)")
+    _option(data, "--group-by", dest="group_by", metavar="REGEX",
+            help="file names sharing the regex's first group stay in one split")
+    _option(data, "--balance", dest="balance", choices=BALANCES,
+            help="imbalanced classes: class-weighted loss or a weighted sampler")
     _option(data, "--normalize", dest="normalize", choices=NORMALIZATIONS)
     _option(data, "--augment", dest="augment", choices=AUGMENTS)
     model = command.add_argument_group("model")

@@ -31,6 +31,7 @@ NORMALIZATIONS = ("meanstd", "minmax")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENTS = ("none", "default")
 SCHEDULES = ("cosine", "constant")
+BALANCES = ("none", "weights", "sampler")
 
 
 @dataclass
@@ -43,6 +44,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # of what the source does not already split
     test_fraction: float = 0.1
     split_seed: int | None = None  # None: same as seed
+    split_file: str | None = None  # reuse a split.json (from `imgcls data split` or a run)
+    group_by: str | None = None  # regex on file names: items sharing its group split together
+    balance: str = "none"  # imbalanced classes: "weights" (loss) or "sampler" (resampling)
     normalize: str = "meanstd"  # statistics of the train split only
     augment: str = "default"  # random crop with padding (+ horizontal flip where the data allows)
     # model
@@ -104,6 +108,7 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("sched", self.sched, SCHEDULES)
+        _choice("balance", self.balance, BALANCES)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -51,12 +51,14 @@ def make_split(
     test: float = 0.1,
     seed: int = 0,
     item_ids: Sequence[str],
+    groups: np.ndarray | None = None,
 ) -> Split:
     """Split item indices into train/val/test, stratified by label; same seed, same split.
 
     Classes with a single item in the pool, which can't be stratified, stay in train; when
     a fraction is too small to hold every class, that carve falls back to an unstratified
-    one. Fractions may be 0 (an empty part).
+    one. Fractions may be 0 (an empty part). With `groups` (one key per item), items that
+    share a key always land in the same part; the fractions are then approximate.
     """
     _check_fractions(val, test)
     labels = _as_numpy(labels)
@@ -69,12 +71,13 @@ def make_split(
     # One RandomState for both carves: deterministic, without reusing the same shuffle.
     rng = np.random.RandomState(seed)
     carve_test = len(parts["test"]) == 0
+    carve = _carve if groups is None else _group_carver(np.asarray(groups))
     if carve_test:
-        parts["train"], parts["test"] = _carve(parts["train"], labels, test, rng)
+        parts["train"], parts["test"] = carve(parts["train"], labels, test, rng)
     if len(parts["val"]) == 0:
         # Relative to the pool before the test carve, so no preset gives 80/10/10.
         fraction = val / (1.0 - test) if carve_test else val
-        parts["train"], parts["val"] = _carve(parts["train"], labels, fraction, rng)
+        parts["train"], parts["val"] = carve(parts["train"], labels, fraction, rng)
     return Split(
         **parts, seed=seed, val_fraction=val, test_fraction=test,
         content_hash=_content_hash(parts, labels, item_ids),
@@ -151,6 +154,45 @@ def _carve(
         except ValueError:  # the fraction rounds to all or nothing: keep everything
             kept, carved = eligible, _NO_ITEMS
     return np.sort(np.concatenate([kept, kept_aside])), np.sort(carved)
+
+
+def groups_from_pattern(item_ids: Sequence[str], pattern: str) -> np.ndarray:
+    """One group key per item from a regular expression searched in its file name: the first
+    captured group (or the whole match). Names it doesn't match form a group of their own."""
+    import re
+    from pathlib import PurePath
+
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise UserError(f"--group-by {pattern!r} is not a valid regular expression: {error}")\
+            from None
+    keys = []
+    for item in item_ids:
+        found = compiled.search(PurePath(item).name)
+        if found is None:
+            keys.append(f"\0{item}")  # cannot collide with a captured name
+        else:
+            keys.append(found.group(1) if compiled.groups else found.group(0))
+    return np.asarray(keys, dtype=object)
+
+
+def _group_carver(groups: np.ndarray):
+    def carve(
+        pool: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, carved) with whole groups: one fold of a stratified group k-fold."""
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        folds = max(2, round(1 / fraction)) if fraction > 0 else 0
+        if folds == 0 or len(np.unique(groups[pool])) < folds:
+            return pool, _NO_ITEMS
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True,
+                                        random_state=rng.randint(2**31 - 1))
+        kept, carved = next(splitter.split(pool, labels[pool], groups[pool]))
+        return np.sort(pool[kept]), np.sort(pool[carved])
+
+    return carve
 
 
 def _content_hash(parts: dict[str, np.ndarray], labels: np.ndarray,

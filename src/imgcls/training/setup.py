@@ -16,7 +16,7 @@ from imgcls.artifact import read_metadata, read_weights
 from imgcls.config import TrainConfig
 from imgcls.data.normalize import compute_stats
 from imgcls.data.sources import ImageSet, load_source
-from imgcls.data.split import Split, make_split, split_from_json
+from imgcls.data.split import Split, groups_from_pattern, make_split, split_from_json
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
 from imgcls.models import (
@@ -60,6 +60,11 @@ def prepare_data(
 def _split(config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bool) -> Split:
     if reuse and split_file.exists():
         return split_from_json(json.loads(split_file.read_text()), image_set)
+    if config.split_file:
+        split = split_from_json(_read_split_file(config.split_file), image_set)
+        write_json(split_file, split.to_json(image_set))
+        return split
+    groups = groups_from_pattern(image_set.item_ids, config.group_by) if config.group_by else None
     split = make_split(
         image_set.labels,
         preset=image_set.preset_split,
@@ -67,9 +72,33 @@ def _split(config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bo
         test=config.test_fraction,
         seed=config.resolved_split_seed,
         item_ids=image_set.item_ids,
+        groups=groups,
     )
     write_json(split_file, split.to_json(image_set))
     return split
+
+
+def _read_split_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--split-file {file} does not exist; write one with `imgcls data split`")
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"--split-file {file} is not valid JSON ({error})") from None
+
+
+def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(labels, minlength=num_classes)
+
+
+def warn_if_imbalanced(counts: torch.Tensor, config: TrainConfig, console: Console) -> None:
+    present = counts[counts > 0]
+    ratio = float(present.max() / present.min()) if len(present) else 1.0
+    # Past 3:1 a plain loss visibly favours the big classes (the issue tracker's threshold).
+    if ratio > 3 and config.balance == "none":
+        console.print(f"[yellow]warning:[/] the train split is imbalanced ({ratio:.1f}:1 between "
+                      "the largest and smallest class); consider --balance weights or sampler")
 
 
 def _report_skipped(image_set: ImageSet, run_dir: Path, console: Console) -> None:

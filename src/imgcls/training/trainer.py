@@ -39,7 +39,14 @@ from imgcls.training.runtime import (
     seed_everything,
     set_threads,
 )
-from imgcls.training.setup import PreparedData, architecture_of, build_model, prepare_data
+from imgcls.training.setup import (
+    PreparedData,
+    architecture_of,
+    build_model,
+    class_counts,
+    prepare_data,
+    warn_if_imbalanced,
+)
 from imgcls.training.state import load_state, restore_rng_state, rng_state, save_state
 
 # The metrics copied into the model file's header (the full set is in metrics.json).
@@ -78,6 +85,8 @@ class Run:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     channels_last: bool
+    loss_weights: torch.Tensor | None = None  # --balance weights: per-class loss weights
+    sample_weights: torch.Tensor | None = None  # --balance sampler: per-item draw weights
     start_epoch: int = 1
     best: Best = field(default_factory=Best)
 
@@ -135,6 +144,8 @@ def _start(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_images, train_labels = data.subset("train")
+    counts = class_counts(train_labels, len(data.image_set.class_names))
+    warn_if_imbalanced(counts, config, console)
     optimizer = build_optimizer(model, config)
     steps_per_epoch = len(_batches(len(train_images), config.batch_size, None, device))
     run = Run(
@@ -158,11 +169,24 @@ def _start(
         train_images=train_images.to(device),
         train_labels=train_labels.to(device),
         channels_last=channels_last,
+        **_balance(config.balance, counts, train_labels, device),
     )
     if resume_state is not None:
         _restore(run, resume_state)
     _announce(run)
     return run
+
+
+def _balance(
+    mode: str, counts: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Inverse-frequency weights: on the loss ("weights") or on drawing items ("sampler")."""
+    inverse = counts.sum() / (len(counts) * counts.clamp_min(1).double())
+    if mode == "weights":
+        return {"loss_weights": inverse.float().to(device)}
+    if mode == "sampler":
+        return {"sample_weights": inverse[labels]}
+    return {}
 
 
 def _announce(run: Run) -> None:
@@ -190,9 +214,18 @@ def _loop(run: Run, show_progress: bool) -> Path:
 
 
 def _batches(
-    count: int, batch_size: int, generator: torch.Generator | None, device: torch.device
+    count: int,
+    batch_size: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+    sample_weights: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    order = torch.randperm(count, generator=generator) if generator else torch.arange(count)
+    if generator is None:
+        order = torch.arange(count)
+    elif sample_weights is not None:  # an epoch of draws with replacement, rare classes oftener
+        order = torch.multinomial(sample_weights, count, replacement=True, generator=generator)
+    else:
+        order = torch.randperm(count, generator=generator)
     batches = list(order.to(device).split(batch_size))
     # A batch of one breaks BatchNorm in training mode; drop such a remainder.
     if len(batches) > 1 and len(batches[-1]) == 1:
@@ -209,7 +242,8 @@ def _train_epoch(run: Run, epoch: int, show_progress: bool) -> dict[str, Any]:
     model, config = run.model, run.config
     model.train()
     batches = _batches(
-        len(run.train_images), config.batch_size, _epoch_generator(config, epoch), run.device
+        len(run.train_images), config.batch_size, _epoch_generator(config, epoch), run.device,
+        run.sample_weights,
     )
     loss_sum = torch.zeros((), device=run.device)
     correct = torch.zeros((), device=run.device, dtype=torch.long)
@@ -247,7 +281,7 @@ def _train_step(run: Run, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
     labels = run.train_labels[indices]
     with autocast(run.device, run.dtype):
         logits = run.model(images)
-        loss = nn.functional.cross_entropy(logits, labels)
+        loss = nn.functional.cross_entropy(logits, labels, weight=run.loss_weights)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
