@@ -13,7 +13,7 @@ import imgcls
 from imgcls.config import TrainConfig
 from imgcls.data.sources import load_source
 from imgcls.data.split import groups_from_pattern, make_split
-from imgcls.training.trainer import _balance, _batches
+from imgcls.training.run import _balance, batch_order
 from imgcls.training.trainer import train as run_training
 
 from imagefolder import write_folder
@@ -57,7 +57,7 @@ def test_balance_weights_are_inverse_frequency() -> None:
     weights = _balance("weights", counts, labels, torch.device("cpu"))["loss_weights"]
     assert torch.allclose(weights, torch.tensor([100 / 180, 100 / 20]))
     sample_weights = _balance("sampler", counts, labels, torch.device("cpu"))["sample_weights"]
-    order = torch.cat(_batches(100, 10, torch.Generator().manual_seed(0), torch.device("cpu"),
+    order = torch.cat(batch_order(100, 10, torch.Generator().manual_seed(0), torch.device("cpu"),
                                sample_weights))
     rare_share = (labels[order] == 1).float().mean().item()
     assert 0.35 < rare_share < 0.65  # about half, against 10% without the sampler

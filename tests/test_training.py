@@ -20,7 +20,7 @@ from imgcls.data.split import split_from_json
 RUN_FILES = ("config.yaml", "split.json", "history.jsonl", "model.safetensors", "last.pt",
              "metrics.json", "test_predictions.csv")
 HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                "images_per_s", "seconds"}
+                "val_f1_macro", "images_per_s", "seconds"}
 METADATA_KEYS = {"format_version", "architecture", "class_names", "input", "normalization",
                  "metrics", "training", "data", "versions"}
 
@@ -53,8 +53,8 @@ def test_model_file_is_self_describing(digits_run: Path) -> None:
 
 def test_resume_state_loads_without_pickle(digits_run: Path) -> None:
     state = torch.load(digits_run / "last.pt", map_location="cpu", weights_only=True)
-    assert state["epoch"] == 3
-    assert {"model", "optimizer", "scheduler", "rng"} <= set(state)
+    assert state["position"]["epoch"] == 4 and state["position"]["step"] == 0
+    assert {"model", "optimizer", "schedule", "scaler", "best", "rng"} <= set(state)
 
 
 def _test_images(run_dir: Path) -> tuple[torch.Tensor, list[str]]:
@@ -113,7 +113,7 @@ def test_resume_continues_to_more_epochs(digits_run: Path, tmp_path: Path) -> No
     imgcls.resume(run_dir, epochs=3, show_progress=False)
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in history] == [1, 2, 3]
-    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 3
+    assert torch.load(run_dir / "last.pt", weights_only=True)["position"]["epoch"] == 4
     assert (run_dir / "split.json").read_text() == (digits_run / "split.json").read_text()
 
 

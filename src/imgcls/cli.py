@@ -15,9 +15,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from imgcls.cli_data import add_data_commands
 from imgcls.config import (
     AUGMENTS,
     BALANCES,
+    METRICS,
     NORMALIZATIONS,
     OPTIMIZERS,
     PRECISIONS,
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(verbs)
     _add_predict(verbs)
     _add_models(verbs)
+    add_data_commands(verbs)
     return parser
 
 
@@ -122,13 +125,38 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     _option(optimization, "--weight-decay", "--wd", dest="weight_decay", type=float)
     _option(optimization, "--sched", dest="sched", choices=SCHEDULES)
     _option(optimization, "--warmup-epochs", dest="warmup_epochs", type=float)
+    _option(optimization, "--decay-epochs", dest="decay_epochs", type=float,
+            help="--sched step: decay every this many epochs")
+    _option(optimization, "--decay-milestones", dest="decay_milestones", type=int, nargs="+",
+            metavar="EPOCH", help="--sched multistep: decay at these epochs")
+    _option(optimization, "--decay-rate", dest="decay_rate", type=float,
+            help="lr factor at each decay (step, multistep, plateau)")
+    _option(optimization, "--plateau-patience", dest="plateau_patience", type=int)
+    _option(optimization, "--label-smoothing", "--smoothing", dest="label_smoothing",
+            type=float)
+    _option(optimization, "--ema", dest="ema", action="store_true",
+            help="evaluate and save an exponential moving average of the weights")
+    _option(optimization, "--ema-decay", dest="ema_decay", type=float)
+    _option(optimization, "--clip-grad", dest="clip_grad", type=float, help="max gradient norm")
+    _option(optimization, "--metric", dest="metric", choices=METRICS,
+            help="validation metric that picks the best model")
+    _option(optimization, "--patience", dest="patience", type=int,
+            help="stop after this many epochs without a better --metric")
     speed = command.add_argument_group("speed and reproducibility")
     _option(speed, "--precision", dest="precision", choices=PRECISIONS)
     _option(speed, "--no-channels-last", dest="channels_last", action="store_false")
     _option(speed, "--threads", dest="threads", type=int)
     _option(speed, "--device", dest="device", help="cpu, cuda, cuda:1 ...")
     _option(speed, "--seed", dest="seed", type=int)
-    _option(speed, "--output", "-o", dest="output", help="run directory")
+    _option(speed, "--deterministic", dest="deterministic", action="store_true",
+            help="deterministic kernels: the same seed gives identical weights")
+    _option(speed, "--compile", dest="compile", action="store_true", help="torch.compile")
+    output = command.add_argument_group("output")
+    _option(output, "--output", "-o", dest="output", help="run directory")
+    _option(output, "--save-every-steps", dest="save_every_steps", type=int,
+            help="also write the resume state every N steps")
+    _option(output, "--tensorboard", dest="tensorboard", action="store_true",
+            help="write TensorBoard event files to RUN/tensorboard")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ training again repeats the run.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ DEFAULT_LR = {
 }
 NORMALIZATIONS = ("meanstd", "minmax")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-AUGMENTS = ("none", "default")
-SCHEDULES = ("cosine", "constant")
+AUGMENTS = ("none", "light", "default", "strong")
+SCHEDULES = ("cosine", "constant", "step", "multistep", "onecycle", "plateau")
+METRICS = ("val_acc", "val_loss", "val_f1_macro")
 BALANCES = ("none", "weights", "sampler")
 
 
@@ -66,14 +67,29 @@ class TrainConfig:
     weight_decay: float = 5e-4
     sched: str = "cosine"  # per-step cosine decay after a linear warmup
     warmup_epochs: float = 1.0
+    decay_epochs: float = 30.0  # step: multiply the lr by decay_rate every decay_epochs
+    decay_milestones: list[int] = field(default_factory=lambda: [30, 60, 90])  # multistep
+    decay_rate: float = 0.1  # step, multistep, plateau
+    plateau_patience: int = 2  # plateau: epochs without improvement before a decay
+    label_smoothing: float = 0.0
+    ema: bool = False  # evaluate and save an exponential moving average of the weights
+    ema_decay: float = 0.999
+    clip_grad: float | None = None  # max gradient norm
+    # early stopping and the best model
+    metric: str = "val_acc"  # which validation metric picks the best epoch
+    patience: int | None = None  # stop after this many epochs without improvement
     # speed
     precision: str = "auto"  # auto: bf16 autocast where the CPU runs bf16 natively / on CUDA
     channels_last: bool = True
+    compile: bool = False  # torch.compile the model (slow start, faster steps on big runs)
+    deterministic: bool = False  # deterministic kernels: same seed, bit-identical weights
     threads: int | None = None  # None: all cores
     device: str | None = None  # None: cuda when present, else cpu
     seed: int = 0
     # output
     output: str | None = None  # run directory; None: runs/<data>-<model>[-N]
+    save_every_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
+    tensorboard: bool = False  # write TensorBoard event files to <run>/tensorboard
 
     @property
     def resolved_lr(self) -> float:
@@ -109,6 +125,17 @@ class TrainConfig:
         _choice("augment", self.augment, AUGMENTS)
         _choice("sched", self.sched, SCHEDULES)
         _choice("balance", self.balance, BALANCES)
+        _choice("metric", self.metric, METRICS)
+        _require(0 <= self.label_smoothing < 1,
+                 f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
+        _require(0 < self.ema_decay < 1, f"--ema-decay must be in (0, 1); got {self.ema_decay}")
+        _require(self.clip_grad is None or self.clip_grad > 0,
+                 f"--clip-grad must be positive; got {self.clip_grad}")
+        _require(self.patience is None or self.patience > 0,
+                 f"--patience must be positive; got {self.patience}")
+        _require(self.save_every_steps is None or self.save_every_steps > 0,
+                 f"--save-every-steps must be positive; got {self.save_every_steps}")
+        _require(self.decay_epochs > 0, f"--decay-epochs must be positive; got {self.decay_epochs}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -54,23 +52,3 @@ def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-
-
-def build_schedule(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step multiplier: linear warmup, then cosine decay to zero (or constant)."""
-    total_steps = max(1, config.epochs * steps_per_epoch)
-    # Warmup never takes more than half of a short run.
-    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps // 2)
-    cosine = config.sched == "cosine"
-
-    def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if not cosine:
-            return 1.0
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)

@@ -1,0 +1,89 @@
+"""What a run leaves behind besides last.pt: the model file, metrics.json and the
+predictions of the best model on the test split."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+from typing import Any
+
+import torch
+
+from imgcls.artifact import save_model
+from imgcls.evaluation.metrics import compute_metrics
+from imgcls.inference import predict_probabilities
+from imgcls.io import write_json, write_text
+from imgcls.training.run import Run
+
+# The metrics copied into the model file's header (the full set is in metrics.json).
+HEADER_METRICS = (
+    "accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro",
+    "precision_weighted", "recall_weighted", "f1_weighted", "num_samples",
+)
+
+
+def cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True)
+            for name, tensor in model.state_dict().items()}
+
+
+def save_best_model(run: Run, metrics: dict[str, Any]) -> None:
+    """model.safetensors from the best weights, whatever the model holds right now."""
+    snapshot = copy.deepcopy(run.model).to("cpu")
+    snapshot.load_state_dict(run.best_weights)
+    save_model(run.run_dir / "model.safetensors", snapshot, _metadata(run, metrics))
+
+
+def _metadata(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    _, channels, height, width = run.train_images.shape
+    return {
+        "architecture": run.architecture,
+        "class_names": run.data.image_set.class_names,
+        "input": {"channels": channels, "height": height, "width": width},
+        "normalization": run.data.stats,
+        "metrics": metrics,
+        "training": {"config": run.config.to_dict(), "best_epoch": run.best.best_epoch},
+        "data": {"source": run.data.image_set.source, "split_hash": run.data.split.content_hash},
+    }
+
+
+def finish(run: Run) -> None:
+    """Evaluate the best weights on test (fp32, the Predictor's path) and write the results."""
+    if not run.best_weights:
+        return
+    model = run.eval_model
+    model.load_state_dict(run.best_weights)
+    part = "test" if len(run.data.split.test) else "val"
+    images, labels = run.data.subset(part)
+    if len(images) == 0:
+        run.console.print("[yellow]warning:[/] no test or val images; metrics.json not written")
+        return
+    probabilities = predict_probabilities(model, run.normalizer, images, device=run.device)
+    metrics = compute_metrics(labels.numpy(), probabilities.numpy(), run.data.image_set.class_names)
+    metrics["split"] = part
+    write_json(run.run_dir / "metrics.json", metrics)
+    _write_predictions(run, part, labels, probabilities)
+    header = {key: metrics[key] for key in HEADER_METRICS if key in metrics}
+    save_best_model(run, {"split": part, run.best.metric: run.best.best_value, **header})
+    run.console.print(
+        f"best epoch {run.best.best_epoch}: {part} accuracy {metrics['accuracy']:.4f}, "
+        f"macro F1 {metrics['f1_macro']:.4f} -> {run.run_dir / 'model.safetensors'}"
+    )
+
+
+def _write_predictions(
+    run: Run, part: str, labels: torch.Tensor, probabilities: torch.Tensor
+) -> None:
+    names = run.data.image_set.class_names
+    item_ids = run.data.image_set.item_ids
+    scores, predicted = probabilities.max(dim=1)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["item", "true", "predicted", "score"])
+    for index, true, guess, score in zip(
+        getattr(run.data.split, part), labels.tolist(), predicted.tolist(), scores.tolist(),
+        strict=True,
+    ):
+        writer.writerow([item_ids[index], names[true], names[guess], f"{score:.6f}"])
+    write_text(run.run_dir / f"{part}_predictions.csv", buffer.getvalue())

@@ -1,0 +1,225 @@
+"""A Run: everything the training loop works on, assembled once from a TrainConfig."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from imgcls.artifact import read_weights
+from imgcls.config import TrainConfig
+from imgcls.data.augment import build_augment, preset
+from imgcls.data.normalize import Normalizer
+from imgcls.errors import UserError
+from imgcls.models import get_spec
+from imgcls.training.early_stop import BestTracker
+from imgcls.training.optim import build_optimizer
+from imgcls.training.runtime import pick_device, pick_precision, seed_everything, set_threads
+from imgcls.training.schedule import Schedule
+from imgcls.training.setup import (
+    PreparedData,
+    architecture_of,
+    build_model,
+    class_counts,
+    prepare_data,
+    warn_if_imbalanced,
+)
+from imgcls.training.state import restore_rng_state
+
+
+@dataclass
+class Position:
+    """Where the loop is; a resumed run continues exactly here."""
+
+    epoch: int = 1  # the epoch in progress, from 1
+    step: int = 0  # optimizer steps already taken in it
+    loss_sum: float = 0.0  # the epoch's running totals so far
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Run:
+    config: TrainConfig
+    run_dir: Path
+    console: Console
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype; None: fp32
+    data: PreparedData
+    architecture: dict[str, Any]
+    model: nn.Module  # the network being trained (its weights are what last.pt holds)
+    forward: nn.Module  # what the step calls: the model, or torch.compile of it
+    ema: AveragedModel | None
+    normalizer: Normalizer
+    augment: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    channels_last: bool
+    steps_per_epoch: int
+    loss_weights: torch.Tensor | None = None  # --balance weights: per-class loss weights
+    sample_weights: torch.Tensor | None = None  # --balance sampler: per-item draw weights
+    position: Position = field(default_factory=Position)
+    best: BestTracker = field(default_factory=BestTracker)
+    best_weights: dict[str, torch.Tensor] = field(default_factory=dict)  # on the CPU
+    writer: Any = None  # TensorBoard SummaryWriter when --tensorboard
+    stop_requested: bool = False  # set by Ctrl-C: save and stop after the current step
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are evaluated and saved: the EMA average when it is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def assemble(
+    config: TrainConfig, run_dir: Path, console: Console, resume_state: dict[str, Any] | None
+) -> Run:
+    set_threads(config.threads)
+    _set_determinism(config.deterministic)
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    dtype = pick_precision(config.precision, device)
+    data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None)
+    architecture = architecture_of(config, data.image_set)
+    model = build_model(config, architecture, data.image_set.class_names, console).to(device)
+    channels_last = config.channels_last and get_spec(config.model).channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_images, train_labels = data.subset("train")
+    counts = class_counts(train_labels, len(data.image_set.class_names))
+    warn_if_imbalanced(counts, config, console)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = len(batch_order(len(train_images), config.batch_size, None, device))
+    run = Run(
+        config=config,
+        run_dir=run_dir,
+        console=console,
+        device=device,
+        dtype=dtype,
+        data=data,
+        architecture=architecture,
+        model=model,
+        forward=torch.compile(model) if config.compile else model,
+        ema=_ema(model, config),
+        normalizer=Normalizer(data.stats).to(device),
+        augment=build_augment(
+            preset(config.augment, hflip_ok=data.image_set.hflip_ok),
+            image_size=architecture["kwargs"]["image_size"],
+            channels=architecture["kwargs"]["in_channels"],
+        ),
+        optimizer=optimizer,
+        schedule=Schedule(optimizer, config, steps_per_epoch),
+        # Loss scaling is only needed for fp16, whose range underflows small gradients.
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        train_images=train_images.to(device),
+        train_labels=train_labels.to(device),
+        channels_last=channels_last,
+        steps_per_epoch=steps_per_epoch,
+        best=BestTracker(config.metric, config.patience),
+        writer=_tensorboard(run_dir) if config.tensorboard else None,
+        **_balance(config.balance, counts, train_labels, device),
+    )
+    if resume_state is not None:
+        restore(run, resume_state)
+    return run
+
+
+def _set_determinism(deterministic: bool) -> None:
+    if deterministic and torch.cuda.is_available():
+        # cuBLAS needs a fixed workspace to be deterministic (PyTorch's reproducibility notes).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def _ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
+    if not config.ema:
+        return None
+    # use_buffers: BatchNorm statistics are averaged too, so the EMA model evaluates sanely.
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                         use_buffers=True)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: "
+                        "pip install 'imgcls[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _balance(
+    mode: str, counts: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Inverse-frequency weights: on the loss ("weights") or on drawing items ("sampler")."""
+    inverse = counts.sum() / (len(counts) * counts.clamp_min(1).double())
+    if mode == "weights":
+        return {"loss_weights": inverse.float().to(device)}
+    if mode == "sampler":
+        return {"sample_weights": inverse[labels]}
+    return {}
+
+
+def batch_order(
+    count: int,
+    batch_size: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+    sample_weights: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """An epoch's batches of item indices: shuffled by `generator`, or in order without one."""
+    if generator is None:
+        order = torch.arange(count)
+    elif sample_weights is not None:  # an epoch of draws with replacement, rare classes oftener
+        order = torch.multinomial(sample_weights, count, replacement=True, generator=generator)
+    else:
+        order = torch.randperm(count, generator=generator)
+    batches = list(order.to(device).split(batch_size))
+    # A batch of one breaks BatchNorm in training mode; drop such a remainder.
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches.pop()
+    return batches
+
+
+def checkpoint(run: Run) -> dict[str, Any]:
+    """Everything `restore` needs to continue exactly (last.pt)."""
+    from imgcls.training.state import rng_state
+
+    state = {
+        "position": asdict(run.position),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "best": run.best.state_dict(),
+        "rng": rng_state(),
+    }
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
+    return state
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.best.load_state_dict(state["best"])
+    run.best.patience = run.config.patience  # the resumed config decides
+    if run.ema is not None and "ema" in state:
+        run.ema.load_state_dict(state["ema"])
+    restore_rng_state(state["rng"])
+    run.position = Position(**state["position"])
+    best_file = run.run_dir / "model.safetensors"
+    if run.best.best_epoch and best_file.is_file():
+        run.best_weights = read_weights(best_file)
