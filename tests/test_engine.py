@@ -211,3 +211,21 @@ def test_ema_weights_are_the_ones_saved(tmp_path: Path) -> None:
     events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     assert os.path.getsize(run_dir / "history.jsonl") > 0
+
+
+def test_config_yaml_repeats_the_run(uninterrupted: Path, tmp_path: Path) -> None:
+    from imgcls.cli import main
+
+    again = tmp_path / "repeat"
+    assert main(["train", "-c", str(uninterrupted / "config.yaml"), "-o", str(again),
+                 "--no-progress"]) == 0
+    _assert_same_weights(_final_weights(again), _final_weights(uninterrupted))
+    assert (again / "split.json").read_text() == (uninterrupted / "split.json").read_text()
+
+
+def test_flags_override_the_config_file(uninterrupted: Path, tmp_path: Path) -> None:
+    from imgcls.cli import main
+
+    assert main(["train", "-c", str(uninterrupted / "config.yaml"), "--epochs", "1",
+                 "-o", str(tmp_path / "short"), "--no-progress"]) == 0
+    assert len(_history(tmp_path / "short")) == 1

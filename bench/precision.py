@@ -1,0 +1,107 @@
+"""--precision auto vs plain fp32 (channels_last off) on Fashion-MNIST, side by side in one run.
+
+Last run: see bench/results/precision.json (RESULTS_PLACEHOLDER)
+
+Two measurements, because the answer depends on the network's size:
+  1. lenet5, full runs (default 5 epochs) in both modes: images/s and final test accuracy.
+  2. resnet18 (at 28 px), throughput only over a fixed number of steps (a full epoch would
+     take minutes on a laptop CPU): where bf16 kernels pay off.
+Each pair alternates (auto, fp32, auto, fp32...) so the machine's drift hits both alike.
+
+    python bench/precision.py [--epochs 5] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import imgcls
+from imgcls.data.normalize import Normalizer, compute_stats
+from imgcls.data.sources import load_source
+from imgcls.models import create_model
+from imgcls.training.runtime import autocast, cpu_runs_bf16, pick_precision, precision_name
+
+RESULTS = Path(__file__).parent / "results" / "precision.json"
+MODES = {"auto": {"precision": "auto"}, "fp32": {"precision": "fp32", "channels_last": False}}
+
+
+def full_run(workdir: Path, mode: str, epochs: int) -> dict:
+    run_dir = imgcls.train(data="fashion-mnist", model="lenet5", epochs=epochs,
+                           output=str(workdir / mode), show_progress=False, **MODES[mode])
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"images_per_s": statistics.median(r["images_per_s"] for r in history),
+            "test_accuracy": metrics["accuracy"]}
+
+
+def step_throughput(model_name: str, mode: str, steps: int, batch: int = 64) -> float:
+    images = load_source("fashion-mnist").images[: steps * batch]
+    normalized = Normalizer(compute_stats(images, "meanstd"))(images)
+    labels = torch.randint(0, 10, (len(images),))
+    device = torch.device("cpu")
+    dtype = pick_precision(MODES[mode]["precision"], device)
+    model = create_model(model_name, num_classes=10, in_channels=1, image_size=28)
+    channels_last = MODES[mode].get("channels_last", True)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        normalized = normalized.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    batches = list(zip(normalized.split(batch), labels.split(batch), strict=True))
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with autocast(device, dtype):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for x, y in batches[:3]:  # warm-up: kernel selection, allocator
+        step(x, y)
+    started = time.perf_counter()
+    for x, y in batches[3:]:
+        step(x, y)
+    return (len(batches) - 3) * batch / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    lenet = {mode: [] for mode in MODES}
+    resnet = {mode: [] for mode in MODES}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            for mode in MODES:
+                if repeat == 0:  # full runs once each: accuracy needs only one
+                    lenet[mode].append(full_run(Path(scratch), mode, args.epochs))
+                resnet[mode].append(step_throughput("resnet18", mode, args.steps))
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
+                   f"{torch.__version__}, native bf16: {cpu_runs_bf16()}",
+        "auto_means": precision_name(pick_precision("auto", torch.device("cpu"))),
+        "lenet5_full_runs": {"epochs": args.epochs, **{m: lenet[m][0] for m in MODES}},
+        "lenet5_images_per_s_ratio": lenet["auto"][0]["images_per_s"]
+        / lenet["fp32"][0]["images_per_s"],
+        "lenet5_accuracy_difference_points": 100 * (lenet["auto"][0]["test_accuracy"]
+                                                    - lenet["fp32"][0]["test_accuracy"]),
+        "resnet18_images_per_s": {m: statistics.median(resnet[m]) for m in MODES},
+    }
+    result["resnet18_ratio"] = (result["resnet18_images_per_s"]["auto"]
+                                / result["resnet18_images_per_s"]["fp32"])
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
