@@ -258,9 +258,3 @@ def test_preview_writes_the_grid(tmp_path, channels: int) -> None:
     with Image.open(path) as picture:
         assert picture.size == (5 * (side + 2) + 2, 3 * (side + 2) + 2)
 
-
-def test_build_augment_still_takes_a_preset_name() -> None:
-    # The trainer's call before it passes an AugmentConfig.
-    augment = build_augment("default", image_size=28, hflip_ok=False)
-    assert augment.shift_flip.padding == 1 and augment.shift_flip.hflip == 0.0
-    assert isinstance(build_augment("none", image_size=28, hflip_ok=True), torch.nn.Identity)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imgcls.cli_data import add_data_commands
+from imgcls.cli_data_tools import add_data_tools
 from imgcls.config import (
     AUGMENTS,
     BALANCES,
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(verbs)
     _add_predict(verbs)
     _add_models(verbs)
-    add_data_commands(verbs)
+    add_data_tools(add_data_commands(verbs))
     return parser
 
 
@@ -102,7 +103,8 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     _option(data, "--balance", dest="balance", choices=BALANCES,
             help="imbalanced classes: class-weighted loss or a weighted sampler")
     _option(data, "--normalize", dest="normalize", choices=NORMALIZATIONS)
-    _option(data, "--augment", dest="augment", choices=AUGMENTS)
+    _option(data, "--augment", dest="augment", choices=AUGMENTS, help="augmentation preset")
+    add_augment_flags(data)
     model = command.add_argument_group("model")
     _option(model, "--model", "-m", dest="model", help="a name from `imgcls models`")
     _option(model, "--activation", dest="activation",
@@ -157,6 +159,25 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
             help="also write the resume state every N steps")
     _option(output, "--tensorboard", dest="tensorboard", action="store_true",
             help="write TensorBoard event files to RUN/tensorboard")
+
+
+def add_augment_flags(group: argparse._ArgumentGroup) -> None:
+    """Per-flag overrides of the --augment preset (names follow timm where it has one)."""
+    _option(group, "--resized-crop", dest="resized_crop", type=float, metavar="MIN_SCALE")
+    _option(group, "--shift", dest="shift", type=float, metavar="FRACTION",
+            help="random crop with padding: max shift as a fraction of the side")
+    _option(group, "--rotate", dest="rotate", type=float, metavar="DEGREES")
+    _option(group, "--hflip", dest="hflip", type=float, metavar="P")
+    _option(group, "--vflip", dest="vflip", type=float, metavar="P")
+    for name in ("brightness", "contrast", "saturation", "hue"):
+        _option(group, f"--{name}", dest=name, type=float)
+    _option(group, "--noise", dest="noise", type=float, metavar="STD")
+    _option(group, "--erase", "--reprob", dest="erase", type=float, metavar="P",
+            help="random erasing probability")
+    _option(group, "--auto-augment", "--aa", dest="auto_augment",
+            choices=("none", "randaugment", "trivialaugment"))
+    _option(group, "--mixup", dest="mixup", type=float, metavar="ALPHA")
+    _option(group, "--cutmix", dest="cutmix", type=float, metavar="ALPHA")
 
 
 def _train(args: argparse.Namespace) -> int:

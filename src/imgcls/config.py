@@ -30,6 +30,9 @@ DEFAULT_LR = {
 NORMALIZATIONS = ("meanstd", "minmax")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENTS = ("none", "light", "default", "strong")
+# Per-flag overrides of the --augment preset (see imgcls.data.augment.AugmentConfig).
+AUGMENT_FLAGS = ("resized_crop", "shift", "rotate", "hflip", "vflip", "brightness", "contrast",
+                 "saturation", "hue", "noise", "erase", "auto_augment", "mixup", "cutmix")
 SCHEDULES = ("cosine", "constant", "step", "multistep", "onecycle", "plateau")
 METRICS = ("val_acc", "val_loss", "val_f1_macro")
 BALANCES = ("none", "weights", "sampler")
@@ -49,7 +52,22 @@ class TrainConfig:
     group_by: str | None = None  # regex on file names: items sharing its group split together
     balance: str = "none"  # imbalanced classes: "weights" (loss) or "sampler" (resampling)
     normalize: str = "meanstd"  # statistics of the train split only
-    augment: str = "default"  # random crop with padding (+ horizontal flip where the data allows)
+    augment: str = "default"  # preset: none, light, default (shift + flip), strong
+    # Overrides of the preset's strengths; None keeps the preset's value.
+    resized_crop: float | None = None  # min area scale of a random resized crop
+    shift: float | None = None  # max translation, fraction of the side
+    rotate: float | None = None  # degrees
+    hflip: float | None = None  # probability (never for data a mirror changes, like digits)
+    vflip: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    saturation: float | None = None
+    hue: float | None = None
+    noise: float | None = None  # Gaussian noise std (pixels in 0..1)
+    erase: float | None = None  # random erasing probability
+    auto_augment: str | None = None  # randaugment, trivialaugment
+    mixup: float | None = None  # MixUp alpha
+    cutmix: float | None = None  # CutMix alpha
     # model
     model: str = "resnet18"
     activation: str | None = None  # None: the model's own (relu)
@@ -94,6 +112,11 @@ class TrainConfig:
     @property
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def augment_overrides(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in AUGMENT_FLAGS}
+        values["auto"] = values.pop("auto_augment")
+        return {name: value for name, value in values.items() if value is not None}
 
     @property
     def resolved_split_seed(self) -> int:

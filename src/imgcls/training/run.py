@@ -112,7 +112,8 @@ def assemble(
         ema=_ema(model, config),
         normalizer=Normalizer(data.stats).to(device),
         augment=build_augment(
-            preset(config.augment, hflip_ok=data.image_set.hflip_ok),
+            preset(config.augment, hflip_ok=data.image_set.hflip_ok,
+                   **config.augment_overrides()),
             image_size=architecture["kwargs"]["image_size"],
             channels=architecture["kwargs"]["in_channels"],
         ),

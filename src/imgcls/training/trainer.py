@@ -163,9 +163,13 @@ def _train_step(run: Run, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
         images = images.contiguous(memory_format=torch.channels_last)
     images = run.normalizer(images)
     labels = run.train_labels[indices]
+    targets = labels
+    if getattr(run.augment, "mixing", False):
+        # MixUp/CutMix after normalization is the same: both are linear with weights summing to 1.
+        images, targets = run.augment.mix(images, labels, len(run.data.image_set.class_names))
     with autocast(run.device, run.dtype):
         logits = run.forward(images)
-        loss = nn.functional.cross_entropy(logits, labels, weight=run.loss_weights,
+        loss = nn.functional.cross_entropy(logits, targets, weight=run.loss_weights,
                                            label_smoothing=run.config.label_smoothing)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
