@@ -67,12 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(verbs)
     _add_models(verbs)
     add_data_tools(add_data_commands(verbs))
+    from imgcls.cli_tools import add_tool_commands  # it imports this module's helpers
+
+    add_tool_commands(verbs)
     return parser
 
 
 # --- train -------------------------------------------------------------------------------
 
-def _option(group: argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any) -> None:
+def _config_option(
+    group: argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any
+) -> None:
     """A flag that overrides TrainConfig.<dest> only when given (so -c config.yaml stands)."""
     default = getattr(_DEFAULTS, dest)
     help_text = kwargs.pop("help", "")
@@ -88,6 +93,19 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("--overwrite", action="store_true",
                          help="replace the model in an existing --output directory")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_train_options(command)
+
+
+def add_train_options(
+    command: argparse.ArgumentParser, *, exclude: frozenset[str] = frozenset()
+) -> None:
+    """Every TrainConfig flag of `imgcls train` (but those whose setting is in `exclude`),
+    each overriding the config only when given; `lr-find` and `compare` share them."""
+
+    def _option(group: argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any) -> None:
+        if dest not in exclude:
+            _config_option(group, *flags, dest=dest, **kwargs)
+
     data = command.add_argument_group("data")
     _option(data, "--data", dest="data", help="folder, CSV, digits, fashion-mnist, mnist, cifar10")
     _option(data, "--data-dir", dest="data_dir", help="where built-in data sets' files are")
@@ -104,7 +122,8 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
             help="imbalanced classes: class-weighted loss or a weighted sampler")
     _option(data, "--normalize", dest="normalize", choices=NORMALIZATIONS)
     _option(data, "--augment", dest="augment", choices=AUGMENTS, help="augmentation preset")
-    add_augment_flags(data)
+    if "augment" not in exclude:
+        add_augment_flags(data)
     model = command.add_argument_group("model")
     _option(model, "--model", "-m", dest="model", help="a name from `imgcls models`")
     _option(model, "--activation", dest="activation",
@@ -163,6 +182,7 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
 
 def add_augment_flags(group: argparse._ArgumentGroup) -> None:
     """Per-flag overrides of the --augment preset (names follow timm where it has one)."""
+    _option = _config_option
     _option(group, "--resized-crop", dest="resized_crop", type=float, metavar="MIN_SCALE")
     _option(group, "--shift", dest="shift", type=float, metavar="FRACTION",
             help="random crop with padding: max shift as a fraction of the side")

@@ -92,7 +92,7 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _add_preview(data_verbs: argparse._SubParsersAction) -> None:
-    from imgcls.cli import _option, add_augment_flags
+    from imgcls.cli import _config_option, add_augment_flags
 
     command = data_verbs.add_parser(
         "preview", help="a PNG grid of original and augmented samples")
@@ -103,7 +103,8 @@ def _add_preview(data_verbs: argparse._SubParsersAction) -> None:
     command.add_argument("--variants", type=int, default=4)
     command.add_argument("--seed", type=int, default=0)
     group = command.add_argument_group("augmentation")
-    _option(group, "--augment", dest="augment", help="preset: none, light, default, strong")
+    _config_option(group, "--augment", dest="augment",
+                   help="preset: none, light, default, strong")
     add_augment_flags(group)
 
 
