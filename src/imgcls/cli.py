@@ -233,18 +233,26 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("--split", choices=("train", "val", "test", "all"),
                          help="default: test for the training data, all for other data")
     command.add_argument("--output", "-o", help="metrics JSON (default: beside the model)")
+    command.add_argument("--report", metavar="FILE",
+                         help="the HTML report (default: eval-<split>.html beside the model)")
+    command.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from imgcls.evaluation.evaluate import evaluate
+    from imgcls.evaluation.evaluate import evaluate_predictions, write_eval_report
     from imgcls.io import write_json
 
-    metrics = evaluate(args.model, args.data, split=args.split, data_dir=args.data_dir)
+    evaluation = evaluate_predictions(args.model, args.data, split=args.split,
+                                      data_dir=args.data_dir)
+    metrics = evaluation.metrics
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     output = Path(args.output) if args.output else model_dir / f"eval-{metrics['split']}.json"
     write_json(output, metrics)
     _print_metrics(metrics)
     print(f"metrics written to {output}")
+    if not args.no_report:
+        report = Path(args.report) if args.report else model_dir / f"eval-{metrics['split']}.html"
+        print(f"report written to {write_eval_report(evaluation, report, args.model)}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,27 @@ from imgcls.predict import Predictor
 SPLITS = ("train", "val", "test", "all")
 
 
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]  # metrics.json's schema plus `split` and `data`
+    probabilities: np.ndarray  # [N, K]
+    labels: np.ndarray  # [N], as the model's class indices
+    indices: np.ndarray  # [N], into image_set
+    image_set: ImageSet
+    predictor: Predictor
+
+
 def evaluate(
     model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None
 ) -> dict[str, Any]:
     """metrics.json's schema plus `split` and `data`. split None: test for the data the model
     was trained on, all of it for any other data."""
+    return evaluate_predictions(model_path, data, split=split, data_dir=data_dir).metrics
+
+
+def evaluate_predictions(
+    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None
+) -> Evaluation:
     predictor = Predictor(model_path)
     image_set = load_source(
         data, channels=predictor.channels, image_size=predictor.image_size, data_dir=data_dir
@@ -35,7 +52,30 @@ def evaluate(
     labels = _model_labels(image_set, predictor.class_names)[indices]
     probabilities = predictor.probabilities(image_set.images[torch.as_tensor(indices)])
     metrics = compute_metrics(labels, probabilities.numpy(), predictor.class_names)
-    return {**metrics, "split": part, "data": image_set.source}
+    return Evaluation({**metrics, "split": part, "data": image_set.source},
+                      probabilities.numpy(), labels, indices, image_set, predictor)
+
+
+def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Path) -> Path:
+    """The HTML report of an evaluation; its charts and mistakes.csv carry the report's name
+    as a prefix, so they never overwrite the run's own."""
+    from imgcls.evaluation.report import count_per_split, load_history, write_report
+
+    model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+    metrics = evaluation.metrics
+    return write_report(
+        report.parent, report_name=report.name, file_prefix=f"{report.stem}-",
+        probabilities=evaluation.probabilities, labels=evaluation.labels,
+        class_names=evaluation.predictor.class_names,
+        item_ids=[evaluation.image_set.item_ids[i] for i in evaluation.indices],
+        images=evaluation.image_set.images[torch.as_tensor(evaluation.indices)],
+        metrics=metrics, history=load_history(model_dir / "history.jsonl"),
+        summary={"model": evaluation.predictor.metadata["architecture"]["name"],
+                 "data": metrics["data"], "split": metrics["split"],
+                 "model_file": str(model_path)},
+        split_counts=count_per_split(evaluation.labels, evaluation.predictor.class_names,
+                                     {metrics["split"]: range(len(evaluation.labels))}),
+    )
 
 
 def _indices(

@@ -66,9 +66,32 @@ def finish(run: Run) -> None:
     _write_predictions(run, part, labels, probabilities)
     header = {key: metrics[key] for key in HEADER_METRICS if key in metrics}
     save_best_model(run, {"split": part, run.best.metric: run.best.best_value, **header})
+    # After the model is safe: a failure in the report can't cost the model.
+    _write_report(run, part, images, labels, probabilities, metrics)
     run.console.print(
         f"best epoch {run.best.best_epoch}: {part} accuracy {metrics['accuracy']:.4f}, "
         f"macro F1 {metrics['f1_macro']:.4f} -> {run.run_dir / 'model.safetensors'}"
+    )
+
+
+def _write_report(
+    run: Run, part: str, images: torch.Tensor, labels: torch.Tensor,
+    probabilities: torch.Tensor, metrics: dict[str, Any],
+) -> None:
+    from imgcls.evaluation.report import count_per_split, load_history, write_report
+
+    image_set, split = run.data.image_set, run.data.split
+    history = load_history(run.run_dir / "history.jsonl")
+    write_report(
+        run.run_dir, probabilities=probabilities.numpy(), labels=labels.numpy(),
+        class_names=image_set.class_names,
+        item_ids=[image_set.item_ids[i] for i in getattr(split, part)],
+        images=images, metrics=metrics, history=history,
+        summary={"model": run.config.model, "data": image_set.source, "split": part,
+                 "training_seconds": sum(r.get("seconds", 0) for r in history or []),
+                 "best_epoch": run.best.best_epoch, "device": str(run.device)},
+        split_counts=count_per_split(image_set.labels, image_set.class_names,
+                                     {p: getattr(split, p) for p in ("train", "val", "test")}),
     )
 
 
