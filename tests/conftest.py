@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ import imgcls
 
 # Tests share 2 cores with nothing else; a fixed thread count also keeps them repeatable.
 torch.set_num_threads(2)
+# Decoded folders are cached on disk; keep the tests' caches out of the user's home.
+os.environ.setdefault("IMGCLS_CACHE_DIR", tempfile.mkdtemp(prefix="imgcls-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +32,25 @@ def test_missing_data_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "nowhere" in line and "not an existing" in line
 
 
-def test_empty_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    root = write_folder(tmp_path / "data", per_class=2)
+def test_empty_class_folder_is_left_out_with_a_warning(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    # Not a stop (issue 3: a folder with an empty class trains): the class is left out, and
+    # the warning points at skipped.txt, which names the folder.
+    root = write_folder(tmp_path / "data", per_class=4)
     (root / "empty_class").mkdir()
-    line = _error_line(_train("--data", str(root), "-o", str(tmp_path / "run")), capsys)
-    assert "empty_class" in line
+    run_dir = tmp_path / "run"
+    assert main(_train("--data", str(root), "--model", "lenet5", "-o", str(run_dir))) == 0
+    assert "skipped.txt" in capsys.readouterr().out
+    assert "empty_class/" in (run_dir / "skipped.txt").read_text()
+    metadata = json.loads((run_dir / "metrics.json").read_text())
+    assert "empty_class" not in metadata["class_names"]
+
+
+def test_only_empty_class_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    line = _error_line(_train("--data", str(tmp_path / "data")), capsys)
+    assert "no images" in line
 
 
 def test_one_class_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 from imgcls.data.decode import (
     BadImageError,
     decode_arrays,
+    decode_file,
     decode_files,
     open_image,
     to_uint8_chw,
@@ -176,8 +177,9 @@ def test_bad_files_are_skipped_and_named(tmp_path: Path) -> None:
     assert "not an image" in reasons["text.png"]
     assert "empty" in reasons["empty.png"]
     assert "not found" in reasons["missing.png"]
-    # the good ones decode exactly as they would alone
-    assert torch.equal(images[1], to_uint8_chw(open_image(paths[2]), channels=3, size=32))
+    # the good ones decode exactly as they would alone (through decode_file: for this JPEG,
+    # libjpeg's 1/2-scale decode, which differs from a full decode + resize by rounding)
+    assert torch.equal(images[1], decode_file(paths[2], channels=3, size=32))
 
 
 def test_decode_files_with_no_paths() -> None:
@@ -218,3 +220,47 @@ def test_decode_arrays_matches_the_file_path() -> None:
                     for a in arrays
                 ])
                 assert torch.equal(batch, one_by_one), (arrays.shape, channels, size)
+
+
+def _photo(width: int, height: int, gray: bool = False) -> Image.Image:
+    """Smooth colour gradients plus mild noise: a stand-in for a photo."""
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    rgb = np.stack([np.sin(3 * x + c) * np.cos(4 * y - c) for c in range(3)], axis=-1)
+    noise = np.random.default_rng(width).normal(0, 4, (height, width, 3))
+    image = Image.fromarray((rgb * 100 + 128 + noise).clip(0, 255).astype(np.uint8))
+    return image.convert("L") if gray else image
+
+
+@pytest.mark.parametrize("gray", [False, True])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [24, 64, 120])  # 1/8 and 1/2 libjpeg scale; torchvision path
+def test_decode_file_matches_the_reference_path(
+    tmp_path: Path, gray: bool, channels: int, size: int
+) -> None:
+    path = tmp_path / "photo.jpg"
+    _photo(200, 150, gray).save(path, quality=92)
+    fast = decode_file(path, channels=channels, size=size)
+    reference = to_uint8_chw(open_image(path), channels=channels, size=size)
+    assert fast.shape == reference.shape and fast.dtype == torch.uint8
+    difference = (fast.int() - reference.int()).abs()
+    assert difference.float().mean() < 1.5 and difference.max() <= 24  # rounding, no shift
+
+
+@pytest.mark.parametrize("size", [10, 20])  # libjpeg-scaled (PIL) and torchvision paths
+def test_decode_file_applies_exif_orientation(tmp_path: Path, size: int) -> None:
+    stored = Image.new("RGB", (40, 20), (0, 0, 255))
+    stored.paste(RED, (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    out = decode_file(path, channels=3, size=size)
+    assert out[0, 1].min() > 200 and out[2, 1].max() < 60  # red across the top row
+    assert out[2, -2].min() > 200 and out[0, -2].max() < 60  # blue across the bottom row
+
+
+def test_decode_file_truncated_jpeg_on_the_torchvision_path(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(_jpeg_bytes(4, size=64)[:1500])
+    with pytest.raises(BadImageError, match="truncated"):
+        decode_file(path, channels=3, size=64)  # 64 px: no libjpeg scaling, torchvision decodes

@@ -204,3 +204,18 @@ def test_latin1_name_is_checked(report: DoctorReport, bad_root: Path) -> None:
     name = os.fsdecode(GOOD_LATIN1_NAME)
     assert (bad_root / "dogs" / name).is_file()
     assert report.files_checked and report.class_counts["dogs"] == 7
+
+
+def test_training_on_the_bad_folder_completes_and_deletes_nothing(tmp_path: Path) -> None:
+    import imgcls
+
+    from badfolder import tree_digest, write_bad_folder
+
+    root = write_bad_folder(tmp_path / "bad")
+    before = tree_digest(root)
+    run_dir = imgcls.train(data=str(root), model="lenet5", epochs=1, image_size=28,
+                           batch_size=8, output=str(tmp_path / "run"), show_progress=False)
+    assert (run_dir / "model.safetensors").is_file()
+    skipped = (run_dir / "skipped.txt").read_text()
+    assert skipped.count("\n") >= 5 and "empty/" in skipped
+    assert tree_digest(root) == before

@@ -118,6 +118,10 @@ def add_train_options(
             help="reuse a split (from `imgcls data split` or a run's split.json)")
     _option(data, "--group-by", dest="group_by", metavar="REGEX",
             help="file names sharing the regex's first group stay in one split")
+    _option(data, "--cache-limit", dest="cache_limit", type=float, metavar="GIB",
+            help="folders decoding to more stream from disk (default: a quarter of RAM)")
+    _option(data, "--workers", dest="workers", type=int,
+            help="decoding processes when streaming (default: one per core)")
     _option(data, "--balance", dest="balance", choices=BALANCES,
             help="imbalanced classes: class-weighted loss or a weighted sampler")
     _option(data, "--normalize", dest="normalize", choices=NORMALIZATIONS)

@@ -51,6 +51,9 @@ class TrainConfig:
     split_file: str | None = None  # reuse a split.json (from `imgcls data split` or a run)
     group_by: str | None = None  # regex on file names: items sharing its group split together
     balance: str = "none"  # imbalanced classes: "weights" (loss) or "sampler" (resampling)
+    # Folders that decode to more than this many GiB stream from disk (None: 1/4 of RAM).
+    cache_limit: float | None = None
+    workers: int | None = None  # decoding processes when streaming (None: one per core)
     normalize: str = "meanstd"  # statistics of the train split only
     augment: str = "default"  # preset: none, light, default (shift + flip), strong
     # Overrides of the preset's strengths; None keeps the preset's value.

@@ -27,8 +27,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 def write_text(target: str | Path, text: str) -> None:
+    # File names that are not valid UTF-8 reach us as surrogate escapes; write them as
+    # backslash escapes rather than fail the whole run over one name.
     with atomic_path(target) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def write_json(target: str | Path, document: Any) -> None:

@@ -11,7 +11,7 @@ import csv
 import os
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -37,6 +37,8 @@ class FileIndex:
     item_ids: list[str]  # path relative to the source root (posix), or absolute when outside
     preset_split: list[str] | None
     source: str  # absolute path of the folder or CSV
+    # (item, reason) of whole folders left out, such as a class folder with no images
+    left_out: list[tuple[str, str]] = field(default_factory=list)
 
 
 def sort_class_names(names: Iterable[str]) -> list[str]:
@@ -64,10 +66,18 @@ def index_folder(root: Path) -> FileIndex:
                         f"({others}); move the classes under train/, val/, test/")
     else:
         entries = [(path, cls, None) for path, cls in _class_folder_images(root)]
+    left_out = [(f"{folder.relative_to(root).as_posix()}/",
+                 "class folder without images: the class is left out")
+                for folder in _empty_class_folders(root, subdirs, splits)]
     names = sort_class_names(cls for _, cls, _ in entries)
+    if not names:
+        raise UserError(f"{root} has no images in its class folders "
+                        f"({' '.join(sorted(IMAGE_EXTENSIONS))}); add images")
     if len(names) < 2:
-        raise UserError(f"{root} has only one class ({names[0]!r}); a classifier needs >= 2 "
-                        f"classes: add another class subfolder")
+        empty = ", ".join(item for item, _ in left_out)
+        without = f" (class folders with no images: {empty})" if empty else ""
+        raise UserError(f"{root} has only one class ({names[0]!r}){without}; a classifier "
+                        f"needs >= 2 classes: add another class subfolder with images")
     label_of = {name: label for label, name in enumerate(names)}
     preset = [split for _, _, split in entries]
     return FileIndex(
@@ -77,7 +87,16 @@ def index_folder(root: Path) -> FileIndex:
         item_ids=[path.relative_to(root).as_posix() for path, _, _ in entries],
         preset_split=preset if preset and preset[0] is not None else None,
         source=str(root),
+        left_out=left_out,
     )
+
+
+def _empty_class_folders(
+    root: Path, subdirs: list[Path], splits: dict[Path, str | None]
+) -> list[Path]:
+    parents = subdirs if subdirs and all(splits.values()) else [root]
+    return [folder for parent in parents for folder in _visible_subdirs(parent)
+            if not _images_under(folder)]
 
 
 def _class_folder_images(parent: Path) -> list[tuple[Path, str]]:
@@ -89,11 +108,9 @@ def _class_folder_images(parent: Path) -> list[tuple[Path, str]]:
                         f"arrange images as {parent}/<class>/<image>")
     found = []
     for class_dir in class_dirs:
-        images = _images_under(class_dir)
-        if not images:
-            raise UserError(f"class folder {class_dir} has no images "
-                            f"({' '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove it")
-        found += [(path, class_dir.name) for path in images]
+        # An empty class folder is left out (and reported), not a reason to stop: a class
+        # with no images can't be learned, and the others still can.
+        found += [(path, class_dir.name) for path in _images_under(class_dir)]
     return found
 
 

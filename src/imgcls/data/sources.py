@@ -12,12 +12,19 @@ from pathlib import Path
 import torch
 
 from imgcls.data.builtin import NATIVE_FORMATS, builtin_name, load_builtin
+from imgcls.data.cache import load_cached, source_key, store
 from imgcls.data.decode import decode_files
 from imgcls.data.file_index import FileIndex, index_csv, index_folder, sniff_format
 from imgcls.data.imageset import ImageSet
+from imgcls.data.stream import (
+    StreamingImageSet,
+    decoded_bytes,
+    default_cache_limit,
+    streaming_set,
+)
 from imgcls.errors import UserError
 
-__all__ = ["ImageSet", "load_source", "native_format"]
+__all__ = ["ImageSet", "StreamingImageSet", "load_source", "native_format"]
 
 ACCEPTED_FORMS = (
     "pass a folder of class subfolders (DIR/<class>/<image>, optionally under train/ val/ "
@@ -33,13 +40,21 @@ def load_source(
     channels: int | None = None,
     image_size: int | None = None,
     data_dir: str | None = None,
-) -> ImageSet:
+    cache: bool = True,
+    cache_limit: int | None = None,
+) -> ImageSet | StreamingImageSet:
     """Load a whole data set into memory as uint8 [N, C, size, size].
 
     `channels` (1 or 3) and `image_size` override the source's defaults (see native_format).
     `data_dir` is where built-in sets are looked for (and downloaded to); folders and CSVs
     ignore it. Raises UserError for a source that can't be used; bad image files are
     skipped and listed in ImageSet.skipped.
+
+    Folders and CSVs only: with `cache`, the decoded images are kept on disk (see
+    data/cache.py) and a later load of the same unchanged files memory-maps them instead of
+    decoding. When they would take more than `cache_limit` bytes decoded (default: a
+    quarter of RAM), nothing is decoded up front: the result is a StreamingImageSet that
+    decodes batch by batch (see data/stream.py).
     """
     _check_format(channels, image_size)
     name = builtin_name(data)
@@ -51,7 +66,7 @@ def load_source(
     if channels is None or image_size is None:
         sniffed_channels, sniffed_size = sniff_format(index.paths)
         channels, image_size = channels or sniffed_channels, image_size or sniffed_size
-    return _decode_index(index, channels, image_size)
+    return _load_files(index, channels, image_size, cache=cache, cache_limit=cache_limit)
 
 
 def native_format(data: str, data_dir: str | None = None) -> tuple[int, int]:
@@ -85,6 +100,31 @@ def _index_files(data: str) -> FileIndex:
     if path.suffix.lower() == ".csv":
         return index_csv(path)
     raise UserError(f"data source {str(path)!r} is a file but not a .csv; {ACCEPTED_FORMS}")
+
+
+def _load_files(
+    index: FileIndex, channels: int, size: int, *, cache: bool, cache_limit: int | None
+) -> ImageSet | StreamingImageSet:
+    image_set = _load_index(index, channels, size, cache=cache, cache_limit=cache_limit)
+    image_set.skipped[:0] = [pair for pair in index.left_out if pair not in image_set.skipped]
+    return image_set
+
+
+def _load_index(
+    index: FileIndex, channels: int, size: int, *, cache: bool, cache_limit: int | None
+) -> ImageSet | StreamingImageSet:
+    limit = default_cache_limit() if cache_limit is None else cache_limit
+    if decoded_bytes(len(index.paths), channels, size) > limit:
+        return streaming_set(index, channels=channels, size=size)
+    if not cache:
+        return _decode_index(index, channels, size)
+    key = source_key(index, channels, size)
+    cached = load_cached(key, source=index.source)
+    if cached is not None:
+        return cached
+    image_set = _decode_index(index, channels, size)
+    store(key, image_set)
+    return image_set
 
 
 def _decode_index(index: FileIndex, channels: int, size: int) -> ImageSet:

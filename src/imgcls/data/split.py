@@ -202,5 +202,6 @@ def _content_hash(parts: dict[str, np.ndarray], labels: np.ndarray,
     digest = hashlib.sha256()
     for name in SPLIT_NAMES:
         lines = sorted(f"{item_ids[i]}\t{labels[i]}\n" for i in parts[name])
-        digest.update(f"[{name}]\n{''.join(lines)}".encode())
+        # surrogateescape: a file name that is not UTF-8 hashes as its own bytes.
+        digest.update(f"[{name}]\n{''.join(lines)}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()

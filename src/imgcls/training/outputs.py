@@ -36,7 +36,7 @@ def save_best_model(run: Run, metrics: dict[str, Any]) -> None:
 
 
 def _metadata(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
-    _, channels, height, width = run.train_images.shape
+    channels, height, width = run.input_shape
     return {
         "architecture": run.architecture,
         "class_names": run.data.image_set.class_names,
@@ -55,7 +55,7 @@ def finish(run: Run) -> None:
     model = run.eval_model
     model.load_state_dict(run.best_weights)
     part = "test" if len(run.data.split.test) else "val"
-    images, labels = run.data.subset(part)
+    images, labels, indices = run.data.subset_with_indices(part)
     if len(images) == 0:
         run.console.print("[yellow]warning:[/] no test or val images; metrics.json not written")
         return
@@ -63,11 +63,11 @@ def finish(run: Run) -> None:
     metrics = compute_metrics(labels.numpy(), probabilities.numpy(), run.data.image_set.class_names)
     metrics["split"] = part
     write_json(run.run_dir / "metrics.json", metrics)
-    _write_predictions(run, part, labels, probabilities)
+    _write_predictions(run, indices, part, labels, probabilities)
     header = {key: metrics[key] for key in HEADER_METRICS if key in metrics}
     save_best_model(run, {"split": part, run.best.metric: run.best.best_value, **header})
     # After the model is safe: a failure in the report can't cost the model.
-    _write_report(run, part, images, labels, probabilities, metrics)
+    _write_report(run, part, indices, images, labels, probabilities, metrics)
     run.console.print(
         f"best epoch {run.best.best_epoch}: {part} accuracy {metrics['accuracy']:.4f}, "
         f"macro F1 {metrics['f1_macro']:.4f} -> {run.run_dir / 'model.safetensors'}"
@@ -75,7 +75,7 @@ def finish(run: Run) -> None:
 
 
 def _write_report(
-    run: Run, part: str, images: torch.Tensor, labels: torch.Tensor,
+    run: Run, part: str, indices: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
     probabilities: torch.Tensor, metrics: dict[str, Any],
 ) -> None:
     from imgcls.evaluation.report import count_per_split, load_history, write_report
@@ -85,7 +85,7 @@ def _write_report(
     write_report(
         run.run_dir, probabilities=probabilities.numpy(), labels=labels.numpy(),
         class_names=image_set.class_names,
-        item_ids=[image_set.item_ids[i] for i in getattr(split, part)],
+        item_ids=[image_set.item_ids[i] for i in indices.tolist()],
         images=images, metrics=metrics, history=history,
         summary={"model": run.config.model, "data": image_set.source, "split": part,
                  "training_seconds": sum(r.get("seconds", 0) for r in history or []),
@@ -96,7 +96,8 @@ def _write_report(
 
 
 def _write_predictions(
-    run: Run, part: str, labels: torch.Tensor, probabilities: torch.Tensor
+    run: Run, indices: torch.Tensor, part: str, labels: torch.Tensor,
+    probabilities: torch.Tensor,
 ) -> None:
     names = run.data.image_set.class_names
     item_ids = run.data.image_set.item_ids
@@ -105,7 +106,7 @@ def _write_predictions(
     writer = csv.writer(buffer)
     writer.writerow(["item", "true", "predicted", "score"])
     for index, true, guess, score in zip(
-        getattr(run.data.split, part), labels.tolist(), predicted.tolist(), scores.tolist(),
+        indices.tolist(), labels.tolist(), predicted.tolist(), scores.tolist(),
         strict=True,
     ):
         writer.writerow([item_ids[index], names[true], names[guess], f"{score:.6f}"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,10 @@ class Run:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     scaler: torch.amp.GradScaler
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
+    train_images: torch.Tensor | None  # uint8 on the device; None when the data set streams
+    train_labels: torch.Tensor  # on the device
+    train_indices: torch.Tensor  # item indices of the train split (what streaming decodes)
+    input_shape: tuple[int, int, int]  # (C, H, W)
     channels_last: bool
     steps_per_epoch: int
     loss_weights: torch.Tensor | None = None  # --balance weights: per-class loss weights
@@ -94,11 +97,14 @@ def assemble(
     channels_last = config.channels_last and get_spec(config.model).channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_images, train_labels = data.subset("train")
+    train_indices = torch.as_tensor(data.split.train, dtype=torch.long)
+    train_labels = data.image_set.labels[train_indices]
+    # A streamed data set is decoded batch by batch in the loop, never held whole.
+    train_images = None if data.streaming else data.image_set.images[train_indices].to(device)
     counts = class_counts(train_labels, len(data.image_set.class_names))
     warn_if_imbalanced(counts, config, console)
     optimizer = build_optimizer(model, config)
-    steps_per_epoch = len(batch_order(len(train_images), config.batch_size, None, device))
+    steps_per_epoch = len(batch_order(len(train_labels), config.batch_size, None, device))
     run = Run(
         config=config,
         run_dir=run_dir,
@@ -121,8 +127,11 @@ def assemble(
         schedule=Schedule(optimizer, config, steps_per_epoch),
         # Loss scaling is only needed for fp16, whose range underflows small gradients.
         scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-        train_images=train_images.to(device),
+        train_images=train_images,
         train_labels=train_labels.to(device),
+        train_indices=train_indices,
+        input_shape=(data.image_set.channels, data.image_set.image_size,
+                     data.image_set.image_size),
         channels_last=channels_last,
         steps_per_epoch=steps_per_epoch,
         best=BestTracker(config.metric, config.patience),
@@ -190,6 +199,26 @@ def batch_order(
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches
+
+
+def epoch_batches(
+    run: Run, batches: list[torch.Tensor], start: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images, labels) on the device for the epoch's batches from `start` on."""
+    if run.train_images is not None:
+        for indices in batches[start:]:
+            yield run.train_images[indices], run.train_labels[indices]
+        return
+    if start >= len(batches):
+        return
+    positions = torch.cat(batches[start:]).cpu()
+    streamed = run.data.image_set.batches(
+        run.train_indices[positions], run.config.batch_size, run.data.workers,
+        pin_memory=run.device.type == "cuda")
+    for images, labels in streamed:
+        if len(labels) > 1:  # a bad file can leave a batch of one, which BatchNorm refuses
+            yield (images.to(run.device, non_blocking=True),
+                   labels.to(run.device, non_blocking=True))
 
 
 def checkpoint(run: Run) -> dict[str, Any]:

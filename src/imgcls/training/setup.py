@@ -4,7 +4,8 @@ the network (optionally started from pretrained weights)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from imgcls.config import TrainConfig
 from imgcls.data.normalize import compute_stats
 from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import Split, groups_from_pattern, make_split, split_from_json
+from imgcls.data.stream import StreamingImageSet
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
 from imgcls.models import (
@@ -28,16 +30,47 @@ from imgcls.models import (
     torchvision_state_dict,
 )
 
+# Normalization statistics of a streamed train split come from this many of its images.
+STATS_SAMPLE = 5000
+
 
 @dataclass
 class PreparedData:
-    image_set: ImageSet
+    image_set: ImageSet | StreamingImageSet
     split: Split
     stats: dict[str, Any]  # normalization statistics of the train split
+    workers: int = 0  # decoding processes for a streamed data set
+    _decoded: dict[str, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.image_set, StreamingImageSet)
 
     def subset(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels, _ = self.subset_with_indices(part)
+        return images, labels
+
+    def subset_with_indices(self, part: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A split's uint8 images, labels and item indices. A streamed data set decodes the
+        part once (val and test are small) and leaves out files that turn out bad."""
         indices = torch.as_tensor(getattr(self.split, part), dtype=torch.long)
-        return self.image_set.images[indices], self.image_set.labels[indices]
+        if not self.streaming:
+            return self.image_set.images[indices], self.image_set.labels[indices], indices
+        if part not in self._decoded:
+            self._decoded[part] = decode_part(self.image_set, indices, self.workers)
+        return self._decoded[part]
+
+
+def decode_part(
+    image_set: StreamingImageSet, indices: torch.Tensor, workers: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    parts = list(image_set.batches(indices, 256, workers, with_indices=True))
+    if not parts:
+        empty = torch.zeros(0, image_set.channels, image_set.image_size, image_set.image_size,
+                            dtype=torch.uint8)
+        return empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    images, labels, kept = (torch.cat(column) for column in zip(*parts, strict=True))
+    return images, labels, kept
 
 
 def prepare_data(
@@ -48,13 +81,23 @@ def prepare_data(
         channels=config.channels,
         image_size=config.image_size,
         data_dir=config.data_dir,
+        cache_limit=None if config.cache_limit is None else int(config.cache_limit * 2**30),
     )
-    _report_skipped(image_set, run_dir, console)
+    report_skipped(image_set, run_dir, console)
     split = _split(config, image_set, run_dir / "split.json", reuse_split)
     if len(split.train) == 0:
         raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")
-    train_images = image_set.images[torch.as_tensor(split.train, dtype=torch.long)]
-    return PreparedData(image_set, split, compute_stats(train_images, config.normalize))
+    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    train = torch.as_tensor(split.train, dtype=torch.long)
+    if isinstance(image_set, StreamingImageSet):
+        console.print(f"{image_set.source} is larger than the in-memory limit: streaming it "
+                      f"through {workers} decoding workers")
+        sample = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]
+        train_images = decode_part(image_set, sample[:STATS_SAMPLE], workers)[0]
+    else:
+        train_images = image_set.images[train]
+    stats = compute_stats(train_images, config.normalize)
+    return PreparedData(image_set, split, stats, workers)
 
 
 def _split(config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bool) -> Split:
@@ -101,7 +144,9 @@ def warn_if_imbalanced(counts: torch.Tensor, config: TrainConfig, console: Conso
                       "the largest and smallest class); consider --balance weights or sampler")
 
 
-def _report_skipped(image_set: ImageSet, run_dir: Path, console: Console) -> None:
+def report_skipped(
+    image_set: ImageSet | StreamingImageSet, run_dir: Path, console: Console
+) -> None:
     if not image_set.skipped:
         return
     listing = run_dir / "skipped.txt"
@@ -112,9 +157,11 @@ def _report_skipped(image_set: ImageSet, run_dir: Path, console: Console) -> Non
     )
 
 
-def architecture_of(config: TrainConfig, image_set: ImageSet) -> dict[str, Any]:
+def architecture_of(
+    config: TrainConfig, image_set: ImageSet | StreamingImageSet
+) -> dict[str, Any]:
     """The registry name and keyword arguments that rebuild this network (model file)."""
-    _, channels, height, _ = image_set.images.shape
+    channels, height = image_set.channels, image_set.image_size
     kwargs = {
         "num_classes": len(image_set.class_names),
         "in_channels": int(channels),

@@ -28,9 +28,17 @@ from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
 from imgcls.io import append_line, write_text
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
-from imgcls.training.run import Position, Run, assemble, batch_order, checkpoint
+from imgcls.training.run import (
+    Position,
+    Run,
+    assemble,
+    batch_order,
+    checkpoint,
+    epoch_batches,
+)
 from imgcls.training.rundir import prepare_run_dir
 from imgcls.training.runtime import autocast, precision_name
+from imgcls.training.setup import report_skipped
 from imgcls.training.state import load_state, save_state
 
 
@@ -100,6 +108,8 @@ def _loop(run: Run, show_progress: bool) -> Path:
                                   f"{run.best.patience} epochs")
                 break
     finish(run)
+    if run.data.streaming:  # bad files found while streaming joined the list as they came
+        report_skipped(run.data.image_set, run.run_dir, run.console)
     if run.writer is not None:
         run.writer.close()
     return run.run_dir
@@ -111,7 +121,7 @@ def _announce(run: Run) -> None:
         f"[bold]{run.config.model}[/] on {run.config.data}: "
         f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test images, "
         f"{len(run.data.image_set.class_names)} classes, "
-        f"input {tuple(run.train_images.shape[1:])}, {run.device.type} "
+        f"input {run.input_shape}, {run.device.type} "
         f"{precision_name(run.dtype)} -> {run.run_dir}"
     )
 
@@ -124,7 +134,7 @@ def _epoch_generator(config: TrainConfig, epoch: int) -> torch.Generator:
 def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     config, position = run.config, run.position
     run.model.train()
-    batches = batch_order(len(run.train_images), config.batch_size,
+    batches = batch_order(len(run.train_labels), config.batch_size,
                           _epoch_generator(config, position.epoch), run.device,
                           run.sample_weights)
     loss_sum = torch.tensor(position.loss_sum, device=run.device)
@@ -133,8 +143,9 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     with _progress(show_progress, run.console) as progress:
         task = progress.add_task(f"epoch {position.epoch}/{config.epochs}", total=len(batches),
                                  completed=position.step, stats="")
-        for step in range(position.step, len(batches)):
-            loss, logits, labels = _train_step(run, batches[step])
+        for step, (images, labels) in enumerate(epoch_batches(run, batches, position.step),
+                                                start=position.step):
+            loss, logits, labels = _train_step(run, images, labels)
             loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(dim=1) == labels).sum()
             position.step, position.seen = step + 1, position.seen + len(labels)
@@ -156,13 +167,14 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     }
 
 
-def _train_step(run: Run, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _train_step(
+    run: Run, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     # Augmenting the uint8 batch moves a quarter of the bytes that a float batch would.
-    images = augment_batch(run.augment, run.train_images[indices])
+    images = augment_batch(run.augment, images)
     if run.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     images = run.normalizer(images)
-    labels = run.train_labels[indices]
     targets = labels
     if getattr(run.augment, "mixing", False):
         # MixUp/CutMix after normalization is the same: both are linear with weights summing to 1.
