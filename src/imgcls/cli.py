@@ -17,6 +17,7 @@ from rich.table import Table
 
 from imgcls.cli_data import add_data_commands
 from imgcls.cli_data_tools import add_data_tools
+from imgcls.cli_serve import add_serve_commands
 from imgcls.config import (
     AUGMENTS,
     BALANCES,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from imgcls.cli_tools import add_tool_commands  # it imports this module's helpers
 
     add_tool_commands(verbs)
+    add_serve_commands(verbs)
     return parser
 
 

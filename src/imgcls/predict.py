@@ -1,8 +1,13 @@
 """Predictor: a model file ready to classify images, with exactly the preprocessing that
-training and evaluation used (decode -> channels/size -> normalization from the file)."""
+training and evaluation used (decode -> channels/size -> normalization from the file).
+
+The model file is an imgcls `model.safetensors` (run by torch) or an `.onnx` file written
+by `imgcls export` (run by onnxruntime). The exported graph holds the normalization and
+the softmax itself (see export.py), so for ONNX the Predictor only decodes and resizes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +18,9 @@ import torch
 from PIL import Image
 
 from imgcls.artifact import load_model
-from imgcls.data.decode import BadImageError, open_image, to_uint8_chw
+from imgcls.data.decode import BadImageError, decode_file, to_uint8_chw
 from imgcls.data.normalize import Normalizer
+from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
 from imgcls.training.runtime import pick_device
 
@@ -37,12 +43,53 @@ class Prediction:
         return document
 
 
+class OnnxModel:
+    """An exported `.onnx` file under onnxruntime: float pixels 0..255 in, probabilities out."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"model file {path} does not exist; pass a file from `imgcls export`")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own untyped exceptions
+            raise UserError(f"{path} is not a usable ONNX model ({error})") from None
+        properties = self.session.get_modelmeta().custom_metadata_map
+        if "imgcls" not in properties:
+            raise UserError(f"{path} has no imgcls metadata; export it with `imgcls export`")
+        self.metadata: dict[str, Any] = json.loads(properties["imgcls"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        outputs = [
+            self.session.run(None, {self.input_name: chunk.float().numpy()})[0]
+            for chunk in images.split(batch_size)
+        ]
+        return torch.from_numpy(np.concatenate(outputs)) if outputs else torch.empty(0, 0)
+
+
+def is_onnx(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
 class Predictor:
     def __init__(self, path: str | Path, *, device: str | None = None) -> None:
         self.device = pick_device(device)
-        model, self.metadata = load_model(path)
-        self.model = model.to(self.device)
-        self.normalizer = Normalizer(self.metadata["normalization"]).to(self.device)
+        self.onnx: OnnxModel | None = None
+        if is_onnx(path):
+            self.onnx = OnnxModel(path)
+            self.metadata = self.onnx.metadata
+            self.device = torch.device("cpu")  # onnxruntime's CPU provider
+        else:
+            model, self.metadata = load_model(path)
+            self.model = model.to(self.device)
+            self.normalizer = Normalizer(self.metadata["normalization"]).to(self.device)
         self.class_names: list[str] = self.metadata["class_names"]
         self.channels: int = self.metadata["input"]["channels"]
         self.image_size: int = self.metadata["input"]["height"]
@@ -50,15 +97,19 @@ class Predictor:
     def to_uint8(self, image: ImageInput) -> torch.Tensor:
         """One input as the uint8 [C, H, W] tensor the model takes."""
         if isinstance(image, (str, Path)):
-            image = open_image(image)
-        elif isinstance(image, torch.Tensor):
+            # The decoder training used for files (JPEGs decode at reduced scale there).
+            return decode_file(image, channels=self.channels, size=self.image_size)
+        if isinstance(image, torch.Tensor):
             image = image.detach().cpu().numpy()
         if isinstance(image, np.ndarray):
             image = _array_to_pil(image)
         return to_uint8_chw(image, channels=self.channels, size=self.image_size)
 
     def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Class probabilities [N, K] for uint8 images already at the model's input format."""
+        """Class probabilities [N, K] for uint8 images already at the model's input format
+        (or float pixels in 0..255)."""
+        if self.onnx is not None:
+            return self.onnx.probabilities(images, batch_size)
         return predict_probabilities(
             self.model, self.normalizer, images, batch_size=batch_size, device=self.device
         )

@@ -1,0 +1,166 @@
+"""`imgcls serve` and `imgcls export`: argument parsing only.
+
+Every `serve` flag can also come from an environment variable: IMGCLS_ and the flag's name
+in capitals (--max-batch -> IMGCLS_MAX_BATCH, MODEL -> IMGCLS_MODEL); a flag on the
+command line wins. Containers and Kubernetes set these instead of building a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from imgcls.errors import UserError
+from imgcls.serve.settings import ServeSettings
+
+_DEFAULTS = ServeSettings()
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def add_serve_commands(verbs: argparse._SubParsersAction) -> None:
+    _add_serve(verbs)
+    _add_export(verbs)
+
+
+def env_name(flag: str) -> str:
+    return "IMGCLS_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _env_option(command: argparse.ArgumentParser, flag: str, default: Any, help: str,
+                **kwargs: Any) -> None:
+    """A flag whose default comes from IMGCLS_<FLAG> when that is set (argparse applies
+    `type` to a string default, so the variable is checked like the flag)."""
+    variable = env_name(flag)
+    command.add_argument(flag, default=os.environ.get(variable, default),
+                         help=f"{help} (env {variable}; default: {default})", **kwargs)
+
+
+def _add_serve(verbs: argparse._SubParsersAction) -> None:
+    command = verbs.add_parser("serve", help="a REST service (and web page) for a model file")
+    command.set_defaults(handler=_serve)
+    command.add_argument("model", metavar="MODEL", nargs="?",
+                         default=os.environ.get("IMGCLS_MODEL"),
+                         help="a model.safetensors, a run directory or an exported .onnx "
+                              "(env IMGCLS_MODEL)")
+    defaults = _DEFAULTS
+    _env_option(command, "--host", defaults.host, "address to bind; 0.0.0.0 for all")
+    _env_option(command, "--port", defaults.port, "TCP port", type=int)
+    _env_option(command, "--api-key", None, "require `Authorization: Bearer KEY` on every "
+                "route but health")
+    _env_option(command, "--cors-origin", "", "allow browser calls from these origins "
+                "(comma-separated; none by default)")
+    _env_option(command, "--max-batch", defaults.max_batch, "images per forward pass",
+                type=int)
+    _env_option(command, "--max-wait-ms", defaults.max_wait_ms,
+                "how long a batch waits to fill", type=float)
+    _env_option(command, "--max-queue", defaults.max_queue,
+                "images waiting at most; more get 503", type=int)
+    _env_option(command, "--max-upload-mb", defaults.max_upload_mb,
+                "request body limit in MiB", type=float)
+    _env_option(command, "--timeout-s", defaults.timeout_s, "per-request limit; 504 beyond",
+                type=float)
+    _env_option(command, "--topk", defaults.topk, "default number of classes answered",
+                type=int)
+    _env_option(command, "--model-name", None, "name in URLs (default: from the file name)")
+    _env_option(command, "--device", None, "cpu, cuda, cuda:1 (default: CUDA when present)")
+    _env_option(command, "--threads", None, "inference threads (default: all cores)",
+                type=int)
+    _env_option(command, "--log-level", defaults.log_level, "uvicorn's log level",
+                choices=("critical", "error", "warning", "info", "debug"))
+
+
+def serve_settings(args: argparse.Namespace) -> ServeSettings:
+    origins = tuple(origin.strip() for origin in args.cors_origin.split(",") if origin.strip())
+    return ServeSettings(
+        host=args.host, port=args.port, api_key=args.api_key or None, cors_origins=origins,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s, topk=args.topk,
+        model_name=args.model_name, device=args.device, threads=args.threads,
+        log_level=args.log_level,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imgcls.serve import create_app
+
+    if not args.model:
+        raise UserError("serve needs a MODEL (a model.safetensors, run directory or .onnx), "
+                        "or IMGCLS_MODEL")
+    settings = serve_settings(args)
+    app = create_app(args.model, settings)
+    if settings.host not in _LOOPBACK and not settings.api_key:
+        print(f"imgcls: warning: serving on {settings.host} without --api-key: anyone who "
+              "can reach this port can use the model", file=sys.stderr)
+    print(f"imgcls: serving {app.state.service.model_name} on "
+          f"http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr)
+    # On SIGTERM uvicorn stops accepting, lets open requests finish (at most this long),
+    # then runs the lifespan's shutdown, which drains the batch queue.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            log_level=settings.log_level,
+                            timeout_graceful_shutdown=int(settings.timeout_s) + 5)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _add_export(verbs: argparse._SubParsersAction) -> None:
+    from imgcls.export import FORMATS
+
+    command = verbs.add_parser("export", help="write a model file as ONNX or TorchScript")
+    command.set_defaults(handler=_export)
+    command.add_argument("model", metavar="MODEL", help="a model.safetensors or a run directory")
+    command.add_argument("--format", choices=FORMATS, default="onnx")
+    command.add_argument("--output", "-o", help="default: beside the model (model.onnx, "
+                         "model.torchscript.pt)")
+    command.add_argument("--check-samples", type=int, default=256,
+                         help="images for the parity check; 0 skips it (default: 256)")
+    command.add_argument("--check-data", help="folder, CSV or built-in name for the parity "
+                         "check (default: the model's built-in data set, else random images)")
+    command.add_argument("--data-dir", help="where built-in data sets' files are")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from imgcls.artifact import read_metadata
+    from imgcls.data.builtin import builtin_name
+    from imgcls.export import check_parity, export_model, parity_images
+
+    written = export_model(args.model, args.format, args.output)
+    print(f"exported {args.format} to {written}")
+    if args.check_samples <= 0:
+        return 0
+    metadata = read_metadata(args.model)
+    data = args.check_data or builtin_name(str(metadata.get("data", {}).get("source", "")))
+    images, source = parity_images(metadata, args.check_samples, data, args.data_dir)
+    parity = check_parity(args.model, written, images, source)
+    print(parity.describe())
+    if parity.top1_agreement < 1 or parity.max_abs_difference > 1e-4:
+        print("imgcls: warning: the export differs from the model more than expected",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m imgcls.cli_serve serve|export ...`, the same verbs without the full CLI."""
+    from imgcls.cli import _Parser
+
+    parser = _Parser(prog="imgcls")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    add_serve_commands(verbs)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:
+        return int(exit_request.code or 0)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"imgcls: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Export a model file to ONNX or TorchScript, and check the export against the original.
+
+Both exports take float pixels in 0..255, [N, C, H, W] with a dynamic batch N, and return
+class probabilities [N, K]: the normalization statistics and the softmax are baked into the
+graph, so a consumer only has to decode and resize (to_uint8_chw's recipe). The imgcls
+metadata travels inside: ONNX `metadata_props` (key `imgcls`, plus `class_names`, `input`
+and `normalization` on their own for other tools), TorchScript's extra file `imgcls.json`.
+
+ONNX uses torch's torch.export-based exporter (`dynamo=True`, the default since torch 2.9
+and available from 2.5; it needs onnxscript): the legacy TorchScript exporter cannot export
+LeNet's adaptive pooling. Opset 18 is what that exporter emits natively; onnxruntime >= 1.14
+runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcls.artifact import load_model
+from imgcls.data.normalize import Normalizer
+from imgcls.errors import UserError
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
+_EXAMPLE_BATCH = 2  # traced with 2, not 1, so no exporter specializes the batch axis to 1
+
+
+class PixelsToProbabilities(nn.Module):
+    """The network with its preprocessing and softmax: what an exported file computes."""
+
+    def __init__(self, model: nn.Module, normalization: dict[str, Any]) -> None:
+        super().__init__()
+        self.normalizer = Normalizer(normalization)
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalizer(pixels)).softmax(dim=1)
+
+
+@dataclass
+class Parity:
+    samples: int
+    source: str  # what the check images were
+    max_abs_difference: float  # of probabilities, over all samples and classes
+    top1_agreement: float  # fraction of samples with the same top-1 class
+
+    def describe(self) -> str:
+        agreeing = round(self.top1_agreement * self.samples)
+        return (f"parity on {self.samples} {self.source}: max |probability difference| "
+                f"{self.max_abs_difference:.2e}, top-1 agreement {agreeing}/{self.samples} "
+                f"({self.top1_agreement:.2%})")
+
+
+def export_model(model_path: str | Path, format: str, output: str | Path | None = None) -> Path:
+    """Write `model_path` as `format`; returns the written file."""
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
+    model, metadata = load_model(model_path)
+    wrapped = PixelsToProbabilities(model, metadata["normalization"]).eval()
+    target = Path(output) if output else default_output(model_path, format)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    example = example_pixels(metadata, _EXAMPLE_BATCH)
+    document = {**metadata, "export": export_note(format)}
+    if format == "onnx":
+        _export_onnx(wrapped, example, target, document)
+    else:
+        _export_torchscript(wrapped, example, target, document)
+    return target
+
+
+def default_output(model_path: str | Path, format: str) -> Path:
+    source = Path(model_path)
+    if source.is_dir():
+        source = source / "model.safetensors"
+    return source.with_suffix("").with_name(source.stem + SUFFIXES[format])
+
+
+def export_note(format: str) -> dict[str, Any]:
+    """What the exported graph expects, for whoever reads the embedded metadata."""
+    return {"format": format, "input": INPUT_NAME, "input_range": [0, 255],
+            "layout": "NCHW", "normalization_in_graph": True, "output": OUTPUT_NAME}
+
+
+def example_pixels(metadata: dict[str, Any], batch: int) -> torch.Tensor:
+    shape = metadata["input"]
+    return torch.rand(batch, shape["channels"], shape["height"], shape["width"]) * 255
+
+
+def _export_onnx(wrapped: nn.Module, example: torch.Tensor, target: Path,
+                 document: dict[str, Any]) -> None:
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not the user's
+        program = torch.onnx.export(
+            wrapped, (example,), dynamo=True, opset_version=OPSET, verbose=False,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+        )
+    proto = program.model_proto
+    properties = {"imgcls": json.dumps(document),
+                  **{key: json.dumps(document[key])
+                     for key in ("class_names", "input", "normalization")}}
+    for key, value in properties.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save_model(proto, str(target))
+
+
+def _export_torchscript(wrapped: nn.Module, example: torch.Tensor, target: Path,
+                        document: dict[str, Any]) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation warning
+        traced = torch.jit.trace(wrapped, example)
+        torch.jit.save(traced, str(target), _extra_files={"imgcls.json": json.dumps(document)})
+
+
+def check_parity(model_path: str | Path, exported: str | Path, images: torch.Tensor,
+                 source: str) -> Parity:
+    """Probabilities of the original (torch, fp32, CPU) and the export on the same images."""
+    from imgcls.predict import OnnxModel, Predictor
+
+    reference = Predictor(model_path, device="cpu").probabilities(images)
+    if Path(exported).suffix == ".onnx":
+        candidate = OnnxModel(exported).probabilities(images)
+    else:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            candidate = torch.jit.load(str(exported))(images.float())
+    difference = (reference - candidate).abs().max().item()
+    agreement = (reference.argmax(1) == candidate.argmax(1)).float().mean().item()
+    return Parity(len(images), source, difference, agreement)
+
+
+def parity_images(metadata: dict[str, Any], samples: int, data: str | None,
+                  data_dir: str | None = None) -> tuple[torch.Tensor, str]:
+    """Up to `samples` images for the parity check, and what they are: the first test
+    images of `data` (a folder, CSV or built-in name) or, without data, seeded noise."""
+    channels, size = metadata["input"]["channels"], metadata["input"]["height"]
+    if data is None:
+        generator = torch.Generator().manual_seed(0)
+        noise = torch.randint(0, 256, (samples, channels, size, size), generator=generator)
+        return noise.to(torch.uint8), "random images"
+    from imgcls.data.decode import decode_arrays
+    from imgcls.data.sources import load_source
+
+    # Loaded at its own format, so only the chosen images are converted to the model's.
+    dataset = load_source(data, data_dir=data_dir)
+    order = list(range(len(dataset.images)))
+    if dataset.preset_split is not None:  # test images first, where the source has them
+        order.sort(key=lambda index: dataset.preset_split[index] != "test")
+    chosen = order[:samples]
+    test_only = dataset.preset_split is not None and all(
+        dataset.preset_split[i] == "test" for i in chosen)
+    hwc = dataset.images[chosen].permute(0, 2, 3, 1).numpy()
+    arrays = hwc[..., 0] if hwc.shape[-1] == 1 else hwc
+    images = decode_arrays(arrays, channels=channels, size=size)
+    return images, f"{data} {'test ' if test_only else ''}images"

@@ -1,0 +1,70 @@
+"""`create_app(model_path, settings)`: the FastAPI application of `imgcls serve`.
+
+Routes: /v1/predict and /v1/model (routes_v1), the KServe v2 protocol (routes_v2),
+/healthz, /readyz, /metrics, and the web page at /. OpenAPI docs at /docs.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
+
+from imgcls import __version__
+from imgcls.serve import routes_v1, routes_v2
+from imgcls.serve.errors import install_error_handlers
+from imgcls.serve.metrics import CONTENT_TYPE, MetricsMiddleware
+from imgcls.serve.security import ApiKeyMiddleware
+from imgcls.serve.service import Service
+from imgcls.serve.settings import ServeSettings
+
+
+def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    """Loads the model now (a bad path fails here, before any port is bound); warms it up
+    and starts the batcher when the server starts."""
+    settings = settings or ServeSettings()
+    service = Service(model_path, settings)
+    app = FastAPI(title="imgcls", version=__version__, lifespan=service.lifespan,
+                  description=f"Image classifier `{service.model_name}`: "
+                              f"{len(service.class_names)} classes.")
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(routes_v1.router)
+    app.include_router(routes_v2.router)
+    _add_operations(app)
+    # add_middleware wraps what is there: the last added runs first. Metrics see every
+    # answer (401s included); CORS answers preflights before the key is checked.
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    return app
+
+
+def _add_operations(app: FastAPI) -> None:
+    page = resources.files("imgcls.serve").joinpath("static/index.html").read_text("utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"],
+             summary="Readiness: the model is loaded and warmed up, and not shutting down")
+    async def readyz(request: Request) -> Response:
+        ready = request.app.state.service.ready
+        return Response('{"status": "ready"}' if ready else '{"status": "not ready"}',
+                        status_code=200 if ready else 503, media_type="application/json")
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.service.metrics.render(), media_type=CONTENT_TYPE)

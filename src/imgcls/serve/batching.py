@@ -1,0 +1,135 @@
+"""Dynamic batching: requests that arrive together share one forward pass.
+
+Each image waits in an asyncio queue. A worker task takes the first one, then whatever
+else arrives within `max_wait_ms`, up to `max_batch` images, and runs the model on them
+in a dedicated thread, so the event loop keeps accepting requests meanwhile. The
+queue is bounded: a request that does not fit is refused at once (Overloaded -> 503)
+rather than waiting behind a backlog it would time out in anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+Infer = Callable[[torch.Tensor], torch.Tensor]  # float pixels [N, C, H, W] -> probs [N, K]
+OnBatch = Callable[[int, float], None]  # (images in the batch, seconds of inference)
+
+
+class Overloaded(Exception):
+    """The queue has no room for the request's images, or the service is draining."""
+
+
+@dataclass
+class _Job:
+    image: torch.Tensor  # [C, H, W], uint8 or float pixels 0..255
+    future: asyncio.Future[torch.Tensor]
+
+
+_STOP = None  # queued by close(): the worker stops after every job queued before it
+
+
+class Batcher:
+    def __init__(self, infer: Infer, *, max_batch: int, max_wait_ms: float, max_queue: int,
+                 on_batch: OnBatch | None = None) -> None:
+        self._infer = infer
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_ms / 1000
+        self._max_queue = max_queue
+        self._on_batch = on_batch
+        # Unbounded on purpose: submit() enforces max_queue, and close() must always be
+        # able to queue its stop marker behind the jobs it drains.
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-infer")
+        self._worker: asyncio.Task[None] | None = None
+        self._closing = False
+        self._pending = 0  # images submitted and not yet answered: what max_queue bounds
+
+    @property
+    def depth(self) -> int:
+        """Images waiting for, or in, a forward pass."""
+        return self._pending
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def submit(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Probabilities [len(images), K]; raises Overloaded when there is no room."""
+        if self._closing:
+            raise Overloaded("the service is shutting down")
+        if self._pending + len(images) > self._max_queue:
+            raise Overloaded(f"{self._pending} images are already waiting")
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(image, loop.create_future()) for image in images]
+        self._pending += len(jobs)
+        for job in jobs:
+            self._queue.put_nowait(job)
+        try:
+            return torch.stack(await asyncio.gather(*(job.future for job in jobs)))
+        finally:  # on a timeout or a dropped client, the worker skips what is left
+            self._pending -= len(jobs)
+            for job in jobs:
+                job.future.cancel()
+
+    async def close(self) -> None:
+        """Refuse new work, finish every queued image, stop the worker and its thread."""
+        self._closing = True
+        self._queue.put_nowait(_STOP)
+        if self._worker is not None:
+            await self._worker
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            jobs, stop = await self._collect()
+            jobs = [job for job in jobs if not job.future.done()]
+            if jobs:
+                await self._run_batch(jobs)
+            if stop:
+                return
+
+    async def _collect(self) -> tuple[list[_Job], bool]:
+        """The next batch, and whether the stop marker came with it."""
+        first = await self._queue.get()
+        if first is _STOP:
+            return [], True
+        jobs = [first]
+        deadline = time.monotonic() + self._max_wait_s
+        while len(jobs) < self._max_batch:
+            if self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:  # the builtin only from Python 3.11
+                    break
+            else:
+                job = self._queue.get_nowait()
+            if job is _STOP:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        batch = torch.stack([job.image.float() for job in jobs])
+        started = time.perf_counter()
+        try:
+            probabilities = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._infer, batch
+            )
+        except Exception as error:  # the requests fail with it; the worker carries on
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(jobs), time.perf_counter() - started)
+        for job, row in zip(jobs, probabilities, strict=True):
+            if not job.future.done():
+                job.future.set_result(row)

@@ -1,0 +1,43 @@
+"""imgcls's own API: POST /v1/predict and GET /v1/model."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from imgcls.serve.service import Service
+from imgcls.serve.uploads import read_uploads
+
+router = APIRouter(tags=["imgcls"])
+
+_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {
+        "type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+@router.post("/v1/predict", openapi_extra=_BODY_DOC,
+             summary="Classify one or more images (multipart files, or one image as the body)")
+async def predict(request: Request, topk: int | None = Query(None, ge=1, le=1000)
+                  ) -> dict[str, Any]:
+    started = time.perf_counter()
+    service: Service = request.app.state.service
+    settings = service.settings
+    uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_queue + 1)
+    images = await service.decode(uploads)
+    probabilities = await service.classify(images, started)
+    predictions = []
+    for (name, _), row in zip(uploads, probabilities, strict=True):
+        ranked = service.ranked(row, topk or settings.topk)
+        predictions.append({"input": name, "label": ranked[0]["label"],
+                            "score": ranked[0]["score"], "topk": ranked})
+    return {"model": service.model_name, "predictions": predictions,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+@router.get("/v1/model", summary="The model's metadata")
+async def model(request: Request) -> dict[str, Any]:
+    return request.app.state.service.model_info()

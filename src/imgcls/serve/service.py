@@ -1,0 +1,111 @@
+"""What the routes share: the Predictor behind a Batcher, the metrics, and the lifecycle
+(warm up before ready; on shutdown refuse new work and drain the queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from imgcls.predict import Predictor
+from imgcls.serve.batching import Batcher, Overloaded
+from imgcls.serve.decoding import decode_upload
+from imgcls.serve.errors import ApiError
+from imgcls.serve.metrics import Metrics
+from imgcls.serve.settings import ServeSettings
+
+
+class Service:
+    def __init__(self, model_path: str | Path, settings: ServeSettings) -> None:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.settings = settings
+        self.predictor = Predictor(model_path, device=settings.device)
+        self.model_name = settings.model_name or default_model_name(model_path)
+        self.class_names: list[str] = self.predictor.class_names
+        self.batcher = Batcher(self._infer, max_batch=settings.max_batch,
+                               max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+                               on_batch=self._note_batch)
+        self.metrics = Metrics(queue_depth=lambda: self.batcher.depth)
+        self.ready = False
+
+    @property
+    def input_chw(self) -> tuple[int, int, int]:
+        shape = self.predictor.metadata["input"]
+        return shape["channels"], shape["height"], shape["width"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self.batcher.start()
+        await run_in_threadpool(self._warm_up)
+        self.ready = True
+        try:
+            yield
+        finally:  # uvicorn has stopped accepting and finished open requests by now
+            self.ready = False
+            await self.batcher.close()
+
+    def _warm_up(self) -> None:
+        """The first forward passes allocate and pick kernels; no request should pay."""
+        for size in sorted({1, self.settings.max_batch}):
+            self._infer(torch.zeros(size, *self.input_chw))
+
+    def _infer(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.predictor.probabilities(pixels, batch_size=max(len(pixels), 1))
+
+    def _note_batch(self, size: int, seconds: float) -> None:
+        self.metrics.record_batch(size, seconds)
+
+    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        """Encoded files -> uint8 tensors, off the event loop; ApiError for a bad one."""
+        return await run_in_threadpool(
+            lambda: [decode_upload(data, name, self.predictor) for name, data in uploads]
+        )
+
+    async def classify(self, images: list[torch.Tensor], started: float) -> torch.Tensor:
+        """Probabilities [N, K] through the batcher, within what is left of the timeout."""
+        remaining = self.settings.timeout_s - (time.perf_counter() - started)
+        try:
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            return await asyncio.wait_for(self.batcher.submit(images), remaining)
+        except Overloaded as error:
+            raise ApiError(503, "overloaded", f"the service is busy ({error}); retry shortly",
+                           {"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
+            raise ApiError(504, "timeout", f"no answer within {self.settings.timeout_s:g} s "
+                           "(--timeout-s); the service is overloaded or the batch too "
+                           "large") from None
+
+    def ranked(self, row: torch.Tensor, topk: int) -> list[dict[str, Any]]:
+        scores, indices = row.topk(min(topk, len(self.class_names)))
+        return [{"label": self.class_names[i], "score": float(s)}
+                for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
+
+    def model_info(self) -> dict[str, Any]:
+        metadata = self.predictor.metadata
+        return {"name": self.model_name, "class_names": self.class_names,
+                "input": metadata["input"], "normalization": metadata["normalization"],
+                "architecture": metadata.get("architecture"), "metrics": metadata.get("metrics"),
+                "versions": metadata.get("versions"),
+                "backend": "onnxruntime" if self.predictor.onnx is not None else "torch",
+                "device": str(self.predictor.device)}
+
+
+def default_model_name(model_path: str | Path) -> str:
+    """`runs/digits-lenet5/model.safetensors` -> `digits-lenet5`; `cats.onnx` -> `cats`;
+    reduced to characters that need no escaping in a URL path."""
+    path = Path(model_path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    stem = path.name.split(".")[0]
+    name = path.resolve().parent.name if stem == "model" else stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"

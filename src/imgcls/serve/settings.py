@@ -1,0 +1,42 @@
+"""Every setting of `imgcls serve`, with its default. The CLI fills it from flags and
+IMGCLS_* environment variables; tests build it directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"  # loopback only, unless the operator says otherwise
+    port: int = 8000
+    api_key: str | None = None  # when set, every route but health needs `Bearer <key>`
+    cors_origins: tuple[str, ...] = ()  # no CORS headers at all unless given
+    max_batch: int = 32  # images per forward pass
+    max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
+    max_queue: int = 256  # images waiting or in a forward pass; more: 503 + Retry-After
+    max_upload_mb: float = 10.0  # request body limit (413 beyond it)
+    timeout_s: float = 30.0  # per request, queueing included (504 beyond it)
+    topk: int = 5  # default ?topk
+    model_name: str | None = None  # name in URLs and answers; default from the file name
+    device: str | None = None  # cpu, cuda, cuda:1; default CUDA when present
+    threads: int | None = None  # torch / onnxruntime threads; default: all cores
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_batch": self.max_batch >= 1, "max_queue": self.max_queue >= 1,
+            "max_wait_ms": self.max_wait_ms >= 0, "max_upload_mb": self.max_upload_mb > 0,
+            "timeout_s": self.timeout_s > 0, "topk": self.topk >= 1,
+            "port": 0 <= self.port <= 65535,
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong:
+            from imgcls.errors import UserError
+
+            values = ", ".join(f"{name}={getattr(self, name)}" for name in wrong)
+            raise UserError(f"serve settings out of range: {values}; see `imgcls serve --help`")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

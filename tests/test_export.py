@@ -1,0 +1,92 @@
+"""ONNX and TorchScript exports: dynamic batch, embedded metadata, parity with torch, and
+the .onnx file served and predicted through onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from imgcls.artifact import read_metadata
+from imgcls.cli_serve import main as serve_main
+from imgcls.export import check_parity, export_model, parity_images
+from imgcls.predict import Predictor
+from imgcls.serve import ServeSettings, create_app
+from imgcls.serve.live import running
+
+
+@pytest.fixture(scope="module")
+def onnx_file(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(digits_run, "onnx", tmp_path_factory.mktemp("export") / "m.onnx")
+
+
+def test_onnx_has_metadata_and_a_dynamic_batch(onnx_file: Path, digits_run: Path) -> None:
+    model = onnx.load(str(onnx_file))
+    properties = {entry.key: entry.value for entry in model.metadata_props}
+    metadata = read_metadata(digits_run)
+    embedded = json.loads(properties["imgcls"])
+    assert embedded["class_names"] == metadata["class_names"]
+    assert json.loads(properties["normalization"]) == metadata["normalization"]
+    assert json.loads(properties["input"]) == {"channels": 1, "height": 32, "width": 32}
+    assert embedded["export"]["normalization_in_graph"] is True
+    batch_axis = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_axis.dim_param and not batch_axis.dim_value  # symbolic, not fixed
+    assert model.opset_import[0].version >= 18
+
+
+def test_onnx_parity_on_256_fashion_mnist_test_images(onnx_file: Path,
+                                                      digits_run: Path) -> None:
+    images, source = parity_images(read_metadata(digits_run), 256, "fashion-mnist")
+    parity = check_parity(digits_run, onnx_file, images, source)
+    print(parity.describe())
+    assert parity.samples == 256 and source == "fashion-mnist test images"
+    assert parity.top1_agreement == 1.0 and parity.max_abs_difference < 1e-4
+
+
+def test_predictor_runs_onnx_like_torch(onnx_file: Path, digits_run: Path) -> None:
+    pixels = [np.random.default_rng(i).integers(0, 256, (20, 28), dtype=np.uint8)
+              for i in range(5)]
+    from_onnx = Predictor(onnx_file).predict(pixels)
+    from_torch = Predictor(digits_run, device="cpu").predict(pixels)
+    for a, b in zip(from_onnx, from_torch, strict=True):
+        assert a.label == b.label and a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_serve_an_onnx_file(onnx_file: Path, digits_run: Path) -> None:
+    images = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
+    with running(create_app(onnx_file, ServeSettings())) as base_url:
+        info = httpx.get(f"{base_url}/v1/model").json()
+        assert info["backend"] == "onnxruntime" and info["name"] == "m"
+        body = {"inputs": [{"name": "pixels", "shape": [3, 1, 32, 32], "datatype": "UINT8",
+                            "data": images.flatten().tolist()}]}
+        answer = httpx.post(f"{base_url}/v2/models/m/infer", json=body, timeout=30).json()
+    probabilities = np.array(answer["outputs"][0]["data"], dtype=np.float32)
+    expected = Predictor(digits_run, device="cpu").probabilities(images).numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_export_command_prints_parity(digits_run: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "model.torchscript.pt"
+    code = serve_main(["export", str(digits_run), "--format", "torchscript", "-o", str(output),
+                       "--check-samples", "32"])
+    printed = capsys.readouterr().out
+    assert code == 0 and output.is_file()
+    assert "parity on 32 digits images" in printed and "top-1 agreement 32/32" in printed
+    extra = {"imgcls.json": ""}
+    scripted = torch.jit.load(str(output), _extra_files=extra)
+    assert json.loads(extra["imgcls.json"])["class_names"] == read_metadata(digits_run)[
+        "class_names"]
+    assert scripted(torch.zeros(7, 1, 32, 32)).shape == (7, 10)  # any batch size
+
+
+def test_export_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert serve_main(["export", str(tmp_path / "missing.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert serve_main(["serve", str(tmp_path / "missing.onnx")]) == 2
