@@ -264,3 +264,20 @@ def test_decode_file_truncated_jpeg_on_the_torchvision_path(tmp_path: Path) -> N
     path.write_bytes(_jpeg_bytes(4, size=64)[:1500])
     with pytest.raises(BadImageError, match="truncated"):
         decode_file(path, channels=3, size=64)  # 64 px: no libjpeg scaling, torchvision decodes
+
+
+def test_worker_processes_decode_like_threads(tmp_path: Path, monkeypatch) -> None:
+    """Large folders decode in DataLoader worker processes: same images, order and skips."""
+    import imgcls.data.decode as decode_module
+
+    from imagefolder import write_folder
+
+    root = write_folder(tmp_path / "shapes", per_class=5)
+    (root / "top" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    paths = sorted(root.rglob("*.*"))
+    threads = decode_module.decode_files(paths, channels=3, size=32)
+    monkeypatch.setattr(decode_module, "_PROCESS_MIN_FILES", 1)
+    processes = decode_module.decode_files(paths, channels=3, size=32)
+    assert torch.equal(threads[0], processes[0])
+    assert threads[1] == processes[1] and threads[2] == processes[2]
+    assert len(processes[2]) == 1 and "zz_broken.png" in processes[2][0][0]

@@ -85,5 +85,8 @@ def build_lenet5(
 
 # channels_last is slower for LeNet's 1-16 channel convolutions: measured on a 2-core AVX512
 # CPU at batch 128, 28 px, a training step takes 12.6 ms contiguous vs 13.8 ms channels_last.
+# bf16 autocast does not pay either at this size: bench/precision.py measured 5-epoch
+# Fashion-MNIST runs at 12,278 img/s in bf16 vs 13,130 in fp32 (resnet18: 1.99x faster in
+# bf16), so --precision auto keeps LeNet in fp32 on the CPU.
 register(ModelSpec("lenet5", "lenet", build_lenet5, head="fc", torchvision_name=None,
-                   channels_last=False))
+                   channels_last=False, cpu_bf16=False))

@@ -26,6 +26,8 @@ class ModelSpec:
     min_size: int = 28
     # Whether training in channels_last memory format is faster; True for the wide conv nets.
     channels_last: bool = True
+    # Whether bf16 autocast trains it faster on a CPU with native bf16 (--precision auto).
+    cpu_bf16: bool = True
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

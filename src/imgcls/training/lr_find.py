@@ -127,7 +127,8 @@ def _range_test(
     set_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    dtype = pick_precision(config.precision, device)
+    dtype = pick_precision(config.precision, device,
+                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(config, run_dir, console, reuse_split=False)
     architecture = architecture_of(config, data.image_set)

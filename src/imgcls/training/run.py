@@ -90,7 +90,8 @@ def assemble(
     _set_determinism(config.deterministic)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    dtype = pick_precision(config.precision, device)
+    dtype = pick_precision(config.precision, device,
+                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
     data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)

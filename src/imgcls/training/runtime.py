@@ -33,15 +33,19 @@ def cpu_runs_bf16() -> bool:
         return False
 
 
-def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
+def pick_precision(
+    requested: str, device: torch.device, *, cpu_bf16_pays: bool = True
+) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32. `cpu_bf16_pays`: whether this network
+    trains faster in bf16 on a CPU (tiny ones don't; see ModelSpec.cpu_bf16)."""
     if requested == "fp32":
         return None
     if requested in _DTYPES:
         return _DTYPES[requested]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_runs_bf16() else None
+    native = device.type == "cpu" and cpu_runs_bf16()
+    return torch.bfloat16 if native and cpu_bf16_pays else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
