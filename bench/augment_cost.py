@@ -2,18 +2,18 @@
 
 Last run: see bench/results/augment_cost.json
     machine: x86_64, 2 threads, torch 2.14.1+cu130
-    lenet5 on Fashion-MNIST, batch 128 x 1 x 28 x 28, medians of 40 interleaved rounds:
-    train_step                    103.709 ms   100.0% of a step
-    preset_none                     0.005 ms     0.0% of a step
-    preset_light                    3.155 ms     3.0% of a step
-    preset_default                  3.368 ms     3.2% of a step
-    preset_strong                  32.537 ms    31.4% of a step
-    ours_shift_flip                 3.181 ms     3.1% of a step
-    kornia_crop_flip               21.513 ms    20.7% of a step
-    ours_warp                       9.770 ms     9.4% of a step
-    kornia_resized_crop_rotate     32.823 ms    31.6% of a step
-    ours_cutmix                     3.956 ms     3.8% of a step
-    kornia_cutmix                  22.123 ms    21.3% of a step
+    lenet5 on Fashion-MNIST, batch 128 x 1 x 28 x 28, medians of 60 interleaved rounds:
+    train_step                      7.653 ms   100.0% of a step
+    preset_none                     0.003 ms     0.0% of a step
+    preset_light                    0.410 ms     5.4% of a step
+    preset_default                  0.407 ms     5.3% of a step
+    preset_strong                   2.347 ms    30.7% of a step
+    ours_shift_flip                 0.392 ms     5.1% of a step
+    kornia_crop_flip                1.669 ms    21.8% of a step
+    ours_warp                       0.790 ms    10.3% of a step
+    kornia_resized_crop_rotate      4.096 ms    53.5% of a step
+    ours_cutmix                     0.658 ms     8.6% of a step
+    kornia_cutmix                   1.398 ms    18.3% of a step
 
 A training step is what the trainer does after augmentation: channels_last, normalize,
 forward + backward + AdamW step (bf16 autocast where the CPU runs bf16 natively, else fp32).
