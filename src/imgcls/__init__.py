@@ -23,14 +23,17 @@ def train(
     *,
     overwrite: bool = False,
     show_progress: bool = True,
+    on_epoch: Any = None,
     **hyperparameters: Any,
 ) -> Path:
-    """Train `model` on `data`; any TrainConfig field is a keyword. Returns the run directory."""
+    """Train `model` on `data`; any TrainConfig field is a keyword. Returns the run directory.
+    `on_epoch(record)` is called with each epoch's history record."""
     from imgcls.config import TrainConfig
     from imgcls.training.trainer import train as run_training
 
     config = TrainConfig.from_dict({"data": data, "model": model, **hyperparameters})
-    return run_training(config, overwrite=overwrite, show_progress=show_progress)
+    return run_training(config, overwrite=overwrite, show_progress=show_progress,
+                        on_epoch=on_epoch)
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, show_progress: bool = True) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ class Run:
     best_weights: dict[str, torch.Tensor] = field(default_factory=dict)  # on the CPU
     writer: Any = None  # TensorBoard SummaryWriter when --tensorboard
     stop_requested: bool = False  # set by Ctrl-C: save and stop after the current step
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record
 
     @property
     def eval_model(self) -> nn.Module:

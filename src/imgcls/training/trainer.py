@@ -12,7 +12,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,18 @@ def train(
     overwrite: bool = False,
     show_progress: bool = True,
     console: Console | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Train a new run; returns its run directory."""
+    """Train a new run; returns its run directory. `on_epoch` sees each epoch's history
+    record after validation (e.g. a hyperparameter search reporting and pruning: an
+    exception raised there stops the run, with last.pt of the epoch before)."""
     config.validate()
     run_dir = prepare_run_dir(config, overwrite=overwrite)
     config.output = str(run_dir)
     write_text(run_dir / "config.yaml", config.to_yaml())
     (run_dir / "history.jsonl").unlink(missing_ok=True)  # our own file from an overwritten run
     run = assemble(config, run_dir, console or Console(soft_wrap=True), resume_state=None)
+    run.on_epoch = on_epoch
     return _loop(run, show_progress)
 
 
@@ -96,6 +100,8 @@ def _loop(run: Run, show_progress: bool) -> Path:
             record.update(_validate(run))
             run.schedule.after_epoch(record)
             _log_epoch(run, record)
+            if run.on_epoch is not None:
+                run.on_epoch(record)
             if run.best.update(record["epoch"], record):
                 run.best_weights = cpu_copy(run.eval_model)
                 save_best_model(run, {run.best.metric: run.best.best_value})
