@@ -178,6 +178,8 @@ def add_train_options(
     _option(speed, "--deterministic", dest="deterministic", action="store_true",
             help="deterministic kernels: the same seed gives identical weights")
     _option(speed, "--compile", dest="compile", action="store_true", help="torch.compile")
+    _option(speed, "--sync-bn", dest="sync_bn", action="store_true",
+            help="under torchrun: BatchNorm statistics over all ranks (CUDA only)")
     output = command.add_argument_group("output")
     _option(output, "--output", "-o", dest="output", help="run directory")
     _option(output, "--save-every-steps", dest="save_every_steps", type=int,

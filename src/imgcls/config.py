@@ -103,6 +103,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast where the CPU runs bf16 natively / on CUDA
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (slow start, faster steps on big runs)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over all ranks (CUDA)
     deterministic: bool = False  # deterministic kernels: same seed, bit-identical weights
     threads: int | None = None  # None: all cores
     device: str | None = None  # None: cuda when present, else cpu

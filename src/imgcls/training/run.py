@@ -19,6 +19,7 @@ from imgcls.data.augment import build_augment, preset
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.models import get_spec
+from imgcls.training.distributed import Distributed, check_sync_bn, device_for, shard
 from imgcls.training.early_stop import BestTracker
 from imgcls.training.optim import build_optimizer
 from imgcls.training.runtime import pick_device, pick_precision, seed_everything, set_threads
@@ -77,6 +78,7 @@ class Run:
     writer: Any = None  # TensorBoard SummaryWriter when --tensorboard
     stop_requested: bool = False  # set by Ctrl-C: save and stop after the current step
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record
+    dist: Distributed = field(default_factory=Distributed)  # this process's rank under torchrun
 
     @property
     def eval_model(self) -> nn.Module:
@@ -85,15 +87,23 @@ class Run:
 
 
 def assemble(
-    config: TrainConfig, run_dir: Path, console: Console, resume_state: dict[str, Any] | None
+    config: TrainConfig,
+    run_dir: Path,
+    console: Console,
+    resume_state: dict[str, Any] | None,
+    info: Distributed | None = None,
 ) -> Run:
+    info = info or Distributed()
     set_threads(config.threads)
     _set_determinism(config.deterministic)
-    seed_everything(config.seed)
-    device = pick_device(config.device)
+    # Ranks draw different augmentations; DDP copies rank 0's initial weights to all.
+    seed_everything(config.seed + info.rank)
+    device = device_for(info, pick_device(config.device))
+    check_sync_bn(config.sync_bn and info.enabled, device)
     dtype = pick_precision(config.precision, device,
                            cpu_bf16_pays=get_spec(config.model).cpu_bf16)
-    data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None)
+    data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None,
+                        write_files=info.is_main)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)
     channels_last = config.channels_last and get_spec(config.model).channels_last
@@ -106,7 +116,8 @@ def assemble(
     counts = class_counts(train_labels, len(data.image_set.class_names))
     warn_if_imbalanced(counts, config, console)
     optimizer = build_optimizer(model, config)
-    steps_per_epoch = len(batch_order(len(train_labels), config.batch_size, None, device))
+    steps_per_epoch = len(shard(batch_order(len(train_labels), config.batch_size, None, device),
+                                info))
     run = Run(
         config=config,
         run_dir=run_dir,
@@ -116,7 +127,7 @@ def assemble(
         data=data,
         architecture=architecture,
         model=model,
-        forward=torch.compile(model) if config.compile else model,
+        forward=_forward(model, config, info, device),
         ema=_ema(model, config),
         normalizer=Normalizer(data.stats).to(device),
         augment=build_augment(
@@ -137,12 +148,26 @@ def assemble(
         channels_last=channels_last,
         steps_per_epoch=steps_per_epoch,
         best=BestTracker(config.metric, config.patience),
-        writer=_tensorboard(run_dir) if config.tensorboard else None,
+        writer=_tensorboard(run_dir) if config.tensorboard and info.is_main else None,
+        dist=info,
         **_balance(config.balance, counts, train_labels, device),
     )
     if resume_state is not None:
         restore(run, resume_state)
     return run
+
+
+def _forward(
+    model: nn.Module, config: TrainConfig, info: Distributed, device: torch.device
+) -> nn.Module:
+    """What a step calls: the model, wrapped for data parallelism and/or compiled."""
+    forward = model
+    if info.enabled:
+        if config.sync_bn:
+            forward = nn.SyncBatchNorm.convert_sync_batchnorm(forward)
+        forward = torch.nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(forward) if config.compile else forward
 
 
 def _set_determinism(deterministic: bool) -> None:
@@ -251,6 +276,8 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     if run.ema is not None and "ema" in state:
         run.ema.load_state_dict(state["ema"])
     restore_rng_state(state["rng"])
+    if run.dist.rank > 0:  # last.pt holds rank 0's generator; the others draw their own
+        seed_everything(run.config.seed + run.dist.rank + 1000 * state["position"]["epoch"])
     run.position = Position(**state["position"])
     best_file = run.run_dir / "model.safetensors"
     if run.best.best_epoch and best_file.is_file():

@@ -74,7 +74,8 @@ def decode_part(
 
 
 def prepare_data(
-    config: TrainConfig, run_dir: Path, console: Console, *, reuse_split: bool
+    config: TrainConfig, run_dir: Path, console: Console, *, reuse_split: bool,
+    write_files: bool = True,
 ) -> PreparedData:
     image_set = load_source(
         config.data,
@@ -83,8 +84,9 @@ def prepare_data(
         data_dir=config.data_dir,
         cache_limit=None if config.cache_limit is None else int(config.cache_limit * 2**30),
     )
-    report_skipped(image_set, run_dir, console)
-    split = _split(config, image_set, run_dir / "split.json", reuse_split)
+    if write_files:
+        report_skipped(image_set, run_dir, console)
+    split = _split(config, image_set, run_dir / "split.json", reuse_split, write_files)
     if len(split.train) == 0:
         raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
@@ -100,12 +102,15 @@ def prepare_data(
     return PreparedData(image_set, split, stats, workers)
 
 
-def _split(config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bool) -> Split:
+def _split(
+    config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bool, write: bool
+) -> Split:
     if reuse and split_file.exists():
         return split_from_json(json.loads(split_file.read_text()), image_set)
     if config.split_file:
         split = split_from_json(_read_split_file(config.split_file), image_set)
-        write_json(split_file, split.to_json(image_set))
+        if write:
+            write_json(split_file, split.to_json(image_set))
         return split
     groups = groups_from_pattern(image_set.item_ids, config.group_by) if config.group_by else None
     split = make_split(
@@ -117,7 +122,8 @@ def _split(config: TrainConfig, image_set: ImageSet, split_file: Path, reuse: bo
         item_ids=image_set.item_ids,
         groups=groups,
     )
-    write_json(split_file, split.to_json(image_set))
+    if write:
+        write_json(split_file, split.to_json(image_set))
     return split
 
 

@@ -27,6 +27,7 @@ from imgcls.data.augment import augment_batch
 from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
 from imgcls.io import append_line, write_text
+from imgcls.training import distributed
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
 from imgcls.training.run import (
     Position,
@@ -54,13 +55,23 @@ def train(
     record after validation (e.g. a hyperparameter search reporting and pruning: an
     exception raised there stops the run, with last.pt of the epoch before)."""
     config.validate()
-    run_dir = prepare_run_dir(config, overwrite=overwrite)
+    info = distributed.from_environment()
+    run_dir = None
+    if info.is_main:
+        run_dir = prepare_run_dir(config, overwrite=overwrite)
+        write_text(run_dir / "config.yaml", config.to_yaml())
+        (run_dir / "history.jsonl").unlink(missing_ok=True)  # ours, from an overwritten run
+    # Rank 0 picks the directory (runs/x-2 when runs/x exists); every rank uses that one.
+    run_dir = Path(distributed.share(str(run_dir), info))
     config.output = str(run_dir)
-    write_text(run_dir / "config.yaml", config.to_yaml())
-    (run_dir / "history.jsonl").unlink(missing_ok=True)  # our own file from an overwritten run
-    run = assemble(config, run_dir, console or Console(soft_wrap=True), resume_state=None)
+    run = assemble(config, run_dir, _console(console, info), resume_state=None, info=info)
     run.on_epoch = on_epoch
-    return _loop(run, show_progress)
+    return _loop(run, show_progress and info.is_main)
+
+
+def _console(console: Console | None, info: distributed.Distributed) -> Console:
+    # Other ranks train silently: one log, rank 0's.
+    return console or Console(soft_wrap=True, quiet=not info.is_main)
 
 
 def resume(
@@ -79,11 +90,13 @@ def resume(
     if epochs is not None:
         config.epochs = epochs
     config.validate()
-    _remove_partial_writes(run_dir)
-    write_text(run_dir / "config.yaml", config.to_yaml())
+    info = distributed.from_environment()
+    if info.is_main:
+        _remove_partial_writes(run_dir)
+        write_text(run_dir / "config.yaml", config.to_yaml())
     state = load_state(state_file)
-    run = assemble(config, run_dir, console or Console(soft_wrap=True), resume_state=state)
-    return _loop(run, show_progress)
+    run = assemble(config, run_dir, _console(console, info), resume_state=state, info=info)
+    return _loop(run, show_progress and info.is_main)
 
 
 def _remove_partial_writes(run_dir: Path) -> None:
@@ -93,32 +106,44 @@ def _remove_partial_writes(run_dir: Path) -> None:
 
 
 def _loop(run: Run, show_progress: bool) -> Path:
+    main = run.dist.is_main
     _announce(run)
     with _stop_on_ctrl_c(run):
         while run.position.epoch <= run.config.epochs:
             record = _train_epoch(run, show_progress)
-            record.update(_validate(run))
+            if main:
+                record.update(_validate(run))
+            # Every rank takes rank 0's record, so schedule and stopping agree everywhere.
+            record = distributed.share(record, run.dist)
             run.schedule.after_epoch(record)
-            _log_epoch(run, record)
+            if main:
+                _log_epoch(run, record)
             if run.on_epoch is not None:
                 run.on_epoch(record)
-            if run.best.update(record["epoch"], record):
+            if run.best.update(record["epoch"], record) and main:
                 run.best_weights = cpu_copy(run.eval_model)
                 save_best_model(run, {run.best.metric: run.best.best_value})
             run.position = Position(epoch=record["epoch"] + 1)
-            save_state(run.run_dir / "last.pt", checkpoint(run))
+            if main:
+                save_state(run.run_dir / "last.pt", checkpoint(run))
             if run.stop_requested:
                 _interrupted(run)
             if run.best.should_stop:
                 run.console.print(f"early stop: no better {run.best.metric} for "
                                   f"{run.best.patience} epochs")
                 break
+    if main:
+        _finish_files(run)
+    distributed.finish(run.dist)
+    return run.run_dir
+
+
+def _finish_files(run: Run) -> None:
     finish(run)
     if run.data.streaming:  # bad files found while streaming joined the list as they came
         report_skipped(run.data.image_set, run.run_dir, run.console)
     if run.writer is not None:
         run.writer.close()
-    return run.run_dir
 
 
 def _announce(run: Run) -> None:
@@ -140,9 +165,11 @@ def _epoch_generator(config: TrainConfig, epoch: int) -> torch.Generator:
 def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     config, position = run.config, run.position
     run.model.train()
-    batches = batch_order(len(run.train_labels), config.batch_size,
-                          _epoch_generator(config, position.epoch), run.device,
-                          run.sample_weights)
+    # Every rank draws the same order and takes its own shard of it.
+    batches = distributed.shard(
+        batch_order(len(run.train_labels), config.batch_size,
+                    _epoch_generator(config, position.epoch), run.device, run.sample_weights),
+        run.dist)
     loss_sum = torch.tensor(position.loss_sum, device=run.device)
     correct = torch.tensor(position.correct, device=run.device)
     started = time.perf_counter() - position.seconds
@@ -163,12 +190,15 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
             if _recovery_point_due(run, step, len(batches)):
                 _save_mid_epoch(run, loss_sum, correct, started)
     seconds = time.perf_counter() - started
+    # Over all ranks: the loss and accuracy of the whole epoch, the images of all processes.
+    loss_total, correct_total, seen = distributed.total(
+        [loss_sum.item(), float(correct.item()), float(position.seen)], run.dist)
     return {
         "epoch": position.epoch,
         "lr": run.optimizer.param_groups[0]["lr"],
-        "train_loss": loss_sum.item() / max(1, position.seen),
-        "train_acc": correct.item() / max(1, position.seen),
-        "images_per_s": position.seen / seconds,
+        "train_loss": loss_total / max(1, seen),
+        "train_acc": correct_total / max(1, seen),
+        "images_per_s": seen / seconds,
         "seconds": seconds,
     }
 
@@ -216,7 +246,8 @@ def _save_mid_epoch(
     run.position.loss_sum = loss_sum.item()
     run.position.correct = int(correct.item())
     run.position.seconds = time.perf_counter() - started
-    save_state(run.run_dir / "last.pt", checkpoint(run))
+    if run.dist.is_main:
+        save_state(run.run_dir / "last.pt", checkpoint(run))
     if run.stop_requested:
         _interrupted(run)
 
@@ -233,7 +264,9 @@ def _interrupted(run: Run) -> None:
 def _stop_on_ctrl_c(run: Run) -> Iterator[None]:
     """The first Ctrl-C asks the loop to save and stop after its current step; a second one
     interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
+    # Under torchrun a graceful stop would need every rank to agree on the step; there
+    # Ctrl-C interrupts as usual and --save-every-steps is the recovery point.
+    if threading.current_thread() is not threading.main_thread() or run.dist.enabled:
         yield
         return
 
