@@ -1,6 +1,12 @@
 """--precision auto vs plain fp32 (channels_last off) on Fashion-MNIST, side by side in one run.
 
-Last run: see bench/results/precision.json (RESULTS_PLACEHOLDER)
+Last run (2026-11-28, bench/results/precision.json), 2-core AMD EPYC VM with native bf16,
+torch 2.14.1, 2 threads:
+    auto means: lenet5 -> fp32 (bf16 is slower for it), resnet18 -> bf16
+    lenet5, 5 epochs, forced bf16 vs fp32: 9,127 vs 11,825 images/s (0.77x),
+        test accuracy 0.8953 vs 0.8948 (+0.05 points)
+    resnet18 at 28 px, 30 steps of 64: auto (bf16 + channels_last) 116.1 vs fp32 62.3
+        images/s: 1.86x (an earlier run: 1.99x)
 
 Two measurements, because the answer depends on the network's size:
   1. lenet5, full runs (default 5 epochs) in both modes: images/s and final test accuracy.
