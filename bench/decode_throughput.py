@@ -1,13 +1,13 @@
 """Decoding a folder of JPEGs: imgcls' loader vs torchvision ImageFolder + DataLoader.
 
-Last run: 2026-11-28, AMD EPYC, 2 shared cores, no GPU, torch 2.14.1, torchvision 0.29.1,
-Pillow 13.0.0 (bench/results/decode_throughput.json), 10,000 JPEGs -> uint8 RGB 64x64:
-    imgcls       1053 img/s  (median of 5 rounds: 1378, 668, 748, 1112, 1053)
-    torchvision   564 img/s  (median of 5 rounds:  338, 358, 603, 564, 843)
-    ratio 1.87x of the medians; per round 4.1, 1.9, 1.2, 2.0, 1.3. The cores are shared and
-    the speed drifts: two earlier runs of the same decoding code gave 1.53x and 1.36x.
-    cache: first load (decode + write) 9.9 s; second load (hit) 0.19 s, 0.25 s including a
-    read of every pixel; streaming (2 workers) 1097 img/s.
+Last run: 2026-11-28, AMD EPYC VM, 2 cores (quiet), no GPU, torch 2.14.1, torchvision 0.29.1,
+Pillow 13.0.0 (bench/results/decode_throughput.json), 10,000 JPEGs -> uint8 RGB 64x64,
+decoding in 2 worker processes (threads before: 1.30x on the same quiet machine):
+    imgcls       1511 img/s   torchvision ImageFolder + DataLoader(2 workers)  858 img/s
+    ratio 1.76x (medians of alternating rounds; the VM's speed drifts, so single rounds
+    range widely). Streaming (2 workers): 1729 img/s.
+    cache: first load (decode + write) 7.0 s; second load (hit) 0.55 s, 0.59 s including a
+    read of every pixel.
     cache key (stat of 10,000 files) 0.07 s; reading + hashing their 556 MB instead 0.67 s
     with every file in the page cache (a cold disk: the time to read 556 MB).
 
@@ -17,7 +17,7 @@ Data: 10,000 JPEGs (quality 90) of smooth colour gradients plus noise, 320-500 p
 Both pipelines read every image once, decoded to uint8 RGB 64x64 (shorter side resized,
 centre crop), indexing the folder included, on the same 2 cores:
 - imgcls: `load_source(folder, channels=3, image_size=64, cache=False)` -> one uint8
-  tensor. 2 decoding threads in one process (one per core; `decode_file`: libjpeg scaled
+  tensor, decoded by 2 worker processes (one per core; `decode_file`: libjpeg scaled
   decode via PIL's draft, torchvision.io where that can't shrink). torch intra-op threads: 2.
 - torchvision: `datasets.ImageFolder` (PIL loader) with Resize(64) + CenterCrop(64) +
   PILToTensor, `DataLoader(batch_size=256, num_workers=2)`: 2 decoding worker processes,

@@ -1,13 +1,12 @@
 """Serving throughput: the same `imgcls serve` with dynamic batching vs --max-batch 1.
 
-Last run (2026-11-28): bench/results/serve_throughput.json
-    machine: 2-core AMD EPYC VM shared with 3 other busy processes (load ~2.6), no GPU,
-    torch 2.14.1, 2 threads; vgg11_bn 3x32x32, 32 clients, 10 s per setting:
-      --max-batch 32: 195.9 images/s, p50 158 ms, p99 331 ms
-      --max-batch 1:   49.1 images/s, p50 646 ms, p99 753 ms
-      speedup 3.99x. Earlier runs on the same loaded box: 3.39x, 2.27x (20 ms wait),
-      resnet18: 2.42x: with the clients on the same 2 cores, HTTP and PNG decoding take
-      much of the CPU that batching frees.
+Last run (2026-11-28, bench/results/serve_throughput.json): 2-core AMD EPYC VM, quiet, no
+GPU, torch 2.14.1, 2 threads; vgg11_bn 3x32x32, 32 clients, 10 s per setting:
+      --max-batch 32: 160.8 images/s, p50 191 ms, p99 406 ms
+      --max-batch 1:   45.4 images/s, p50 711 ms, p99 818 ms
+      speedup 3.54x (short of the 4x target). Other runs: 3.99x, 3.39x, 2.27x (20 ms wait)
+      and resnet18 2.42x with other processes on the box: the clients, HTTP parsing and PNG
+      decoding share the same 2 cores, and take much of the CPU that batching frees.
 
 Loopback only. The server is a subprocess (`python -m imgcls.cli_serve serve`), the load a
 single asyncio process with 32 concurrent httpx clients posting the same PNG to
