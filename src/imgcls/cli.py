@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from imgcls.cli_tools import add_tool_commands  # it imports this module's helpers
 
     add_tool_commands(verbs)
+    from imgcls.cli_tune import add_tune_commands  # it imports this module's helpers
+
+    add_tune_commands(verbs)
     add_serve_commands(verbs)
     return parser
 

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from imgcls.cli import add_train_options
-from imgcls.config import TrainConfig
+from imgcls.config import OPTIMIZERS, TrainConfig
 from imgcls.errors import UserError
 from imgcls.tune import DEFAULT_STORAGE, PRUNERS, SEARCHABLE, TUNE_METRICS, SearchSpace
 
@@ -41,6 +41,8 @@ def add_tune_commands(verbs: argparse._SubParsersAction) -> None:
                              f"study between machines (default: {DEFAULT_STORAGE})")
     search.add_argument("--search-models", metavar="M1,M2,...",
                         help="also search the architecture among these (instead of --model)")
+    search.add_argument("--search-optimizers", metavar="O1,O2,...",
+                        help="search only these optimizers (default: all of --optimizer's)")
     search.add_argument("--metric", choices=TUNE_METRICS, default="val_f1_macro",
                         help="validation metric to maximize (default: val_f1_macro)")
     search.add_argument("--pruner", choices=PRUNERS, default="median",
@@ -76,13 +78,20 @@ def _tune(args: argparse.Namespace) -> int:
         if hasattr(args, "model") and args.model not in models:
             raise UserError(f"--model {args.model} is not among --search-models "
                             f"{','.join(models)}; pass one of them, or neither")
+    optimizers = OPTIMIZERS
+    if args.search_optimizers is not None:
+        if hasattr(args, "optimizer"):
+            raise UserError("--optimizer fixes the optimizer and --search-optimizers searches "
+                            "it; pass one of them")
+        optimizers = tuple(name.strip() for name in args.search_optimizers.split(",")
+                           if name.strip())
     # A searchable setting given as a flag is fixed for every trial.
     fixed = frozenset(name for name in SEARCHABLE if name != "model" and hasattr(args, name))
     output = Path(args.output_dir) if args.output_dir else Path("tune") / args.study
+    space = SearchSpace(models=models, optimizers=optimizers, fixed=fixed)
     result = tune(_config_from(args), trials=args.trials, study_name=args.study,
-                  storage=args.storage, output=output, metric=args.metric,
-                  space=SearchSpace(models=models, fixed=fixed), pruner=args.pruner,
-                  sampler_seed=args.sampler_seed, timeout=args.timeout)
+                  storage=args.storage, output=output, metric=args.metric, space=space,
+                  pruner=args.pruner, sampler_seed=args.sampler_seed, timeout=args.timeout)
     # Exit 1 when no trial of the study has completed, so a script notices.
     return 0 if result.best is not None else 1
 

@@ -13,14 +13,16 @@ early. At the end each worker writes, from the whole study (every worker's trial
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import logging
 import math
 import os
 import socket
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from rich.table import Table
 
 from imgcls.config import AUGMENTS, OPTIMIZERS, TrainConfig
 from imgcls.errors import UserError
-from imgcls.io import write_text
+from imgcls.io import atomic_path, write_text
 
 # What a trial may sample; a setting the user fixes with a flag is left out.
 SEARCHABLE = ("model", "optimizer", "lr", "weight_decay", "batch_size", "dropout", "augment")
@@ -47,6 +49,9 @@ LR_FAMILY = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adam": "adam",
              "adamw": "adam", "adagrad": "adagrad", "rmsprop": "rmsprop"}
 LR_RANGES = {"sgd": (1e-3, 0.5), "adam": (1e-4, 1e-2), "adagrad": (1e-3, 0.1),
              "rmsprop": (1e-5, 3e-3)}
+# Database drivers SQLAlchemy imports for a storage URL, and the packages that hold them.
+_DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "pymysql",
+            "MySQLdb": "mysqlclient"}
 DEFAULT_STORAGE = "sqlite:///tune.db"  # relative to the current directory
 SQLITE_TIMEOUT_S = 60  # several workers write one SQLite file: wait for its lock this long
 
@@ -56,6 +61,7 @@ class SearchSpace:
     """What each trial samples. `models` None: the base config's model, fixed."""
 
     models: tuple[str, ...] | None = None
+    optimizers: tuple[str, ...] = OPTIMIZERS
     fixed: frozenset[str] = frozenset()  # searchable settings the user fixed with a flag
 
     @property
@@ -70,7 +76,7 @@ class SearchSpace:
         if "model" in searched:
             chosen["model"] = trial.suggest_categorical("model", list(self.models))
         if "optimizer" in searched:
-            chosen["optimizer"] = trial.suggest_categorical("optimizer", list(OPTIMIZERS))
+            chosen["optimizer"] = trial.suggest_categorical("optimizer", list(self.optimizers))
         if "lr" in searched:
             family = LR_FAMILY[chosen.get("optimizer", base.optimizer)]
             low, high = LR_RANGES[family]
@@ -132,18 +138,24 @@ def tune(
     sampler_seed: int | None = None,
     timeout: float | None = None,
     console: Console | None = None,
-    train_fn: Any = None,
+    train_fn: Callable[[TrainConfig, EpochReporter], Path] | None = None,
 ) -> TuneResult:
     """Run `trials` trials of the study `study_name` in `storage` (creating it if new), each
     training `config` with the sampled settings into output/trial-<number>/; then write
-    best.yaml, trials.csv and history.png for the whole study into `output`."""
-    import optuna
+    best.yaml, trials.csv and history.png for the whole study into `output`. `train_fn`
+    (tests) replaces the training: it gets the trial's config and its on_epoch reporter."""
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("imgcls tune needs Optuna; install it: pip install 'optuna>=3.6'") from None
 
     console = console or Console(soft_wrap=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     space = space or SearchSpace()
     output = Path(output)
     base = _check(config, trials, metric, space, pruner, timeout)
+    # Workers joining a study must search the same data, metric and models; their other
+    # settings (threads, device) may differ.
     setup = {"data": base.data, "metric": metric, "models": list(space.models or [base.model])}
     study = _open_study(storage, study_name, pruner, base.epochs, sampler_seed, setup)
     output.mkdir(parents=True, exist_ok=True)
@@ -156,15 +168,17 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("host", socket.gethostname())
+        run_dir = output / f"trial-{trial.number}"
+        if (run_dir / "model.safetensors").exists():
+            raise UserError(f"{run_dir} holds a trial of another study; pass another --output "
+                            f"(or the --storage and --study that wrote it)")
         chosen = space.sample(trial, base)
-        run_config = replace(base, **chosen, output=str(output / f"trial-{trial.number}"))
+        run_config = replace(base, **chosen, output=str(run_dir))
         run_config.validate()
         trial.set_user_attr("config", run_config.to_dict())
         reporter = EpochReporter(trial, metric)
-        try:
+        try:  # optuna.TrialPruned from the reporter ends the run and marks the trial PRUNED
             train_fn(run_config, reporter)
-        except (optuna.TrialPruned, UserError):
-            raise
         except RuntimeError as error:  # out of memory, a numerical failure: this trial only
             reason = str(error).strip().splitlines()[0] if str(error).strip() else "RuntimeError"
             trial.set_user_attr("error", reason)
@@ -178,12 +192,35 @@ def tune(
 
     # A failing trial (RuntimeError: out of memory at a big batch, ...) is recorded as FAIL and
     # the search goes on; a UserError (bad data path, ...) would fail every trial, so it stops.
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RuntimeError,),
-                   callbacks=[announce], gc_after_trial=True)
+    with _quiet_user_errors():
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RuntimeError,),
+                       callbacks=[announce], gc_after_trial=True)
     result = TuneResult(study, output, metric, _best_trial(study))
     result.files = write_results(study, output, metric)
     print_summary(result, console)
     return result
+
+
+class _HideUserErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            return False
+        # Its follow-up; our own line per trial names a failed trial and why.
+        return not record.getMessage().endswith("failed with value None.")
+
+
+@contextlib.contextmanager
+def _quiet_user_errors() -> Iterator[None]:
+    """Optuna logs a failed trial's traceback; a UserError is the CLI's one line instead."""
+    handlers = logging.getLogger("optuna").handlers
+    hide = _HideUserErrors()
+    for handler in handlers:
+        handler.addFilter(hide)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hide)
 
 
 def _train_with_api(config: TrainConfig, on_epoch: EpochReporter) -> Path:
@@ -210,6 +247,10 @@ def _check(config: TrainConfig, trials: int, metric: str, space: SearchSpace, pr
     unknown = sorted(set(space.fixed) - set(SEARCHABLE))
     if unknown:
         raise ValueError(f"not searchable: {unknown}")
+    unknown = [name for name in space.optimizers if name not in OPTIMIZERS]
+    if unknown or not space.optimizers:
+        raise UserError(f"unknown optimizer(s) {', '.join(unknown) or '(none given)'} in "
+                        f"--search-optimizers; it takes some of: {', '.join(OPTIMIZERS)}")
     models = list(space.models) if space.models is not None else [config.model]
     if space.models is not None and not models:
         raise UserError("--search-models is empty; pass e.g. --search-models lenet5,resnet18")
@@ -246,20 +287,25 @@ def open_storage(url: str) -> Any:
                     url, engine_kwargs={"connect_args": connect_args},
                     heartbeat_interval=60, grace_period=180,
                 )
-        except sqlalchemy.exc.OperationalError as error:
-            # Workers starting together race to create the tables of a new SQLite file.
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
+            # Workers starting together race to create the tables of a new database ("table
+            # ... already exists", "UNIQUE constraint failed: alembic_version"): the loser
+            # finds them made on its next try.
             last_error = error
-            if "already exists" not in str(error) and "locked" not in str(error):
+            racing = isinstance(error, sqlalchemy.exc.IntegrityError) or any(
+                text in str(error) for text in ("already exists", "locked"))
+            if not racing:
                 break
-            time.sleep(0.5 * (attempt + 1))
+            time.sleep(0.2 * (attempt + 1))
         except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError,
-                ModuleNotFoundError, ValueError) as error:
-            last_error = error
+                ImportError, ValueError) as error:
+            last_error = error.__cause__ if isinstance(error.__cause__, ImportError) else error
             break
     reason = str(last_error).strip().splitlines()[0] if last_error else "unknown error"
     hint = ""
-    if url.startswith("postgres") and isinstance(last_error, ModuleNotFoundError):
-        hint = "; install a driver: pip install psycopg2-binary"
+    if isinstance(last_error, ImportError):
+        package = _DRIVERS.get(last_error.name or "", last_error.name)
+        hint = f"; install its driver: pip install {package}" if package else ""
     elif url.startswith("sqlite"):
         hint = "; the folder of a sqlite:///path file must exist"
     raise UserError(f"cannot open --storage {_redacted(url)}: {reason}{hint}")
@@ -280,8 +326,9 @@ def make_pruner(name: str, epochs: int) -> Any:
 
     if name == "median":
         # Prune a trial whose metric after an epoch is below the median of the finished
-        # trials at that epoch; never after the first epoch, which says little yet.
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        # trials at that epoch; never after the first epoch, which says little yet (steps
+        # are epochs, counted from 1: the earliest pruning step is n_warmup_steps).
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs),
                                               reduction_factor=3)
@@ -294,9 +341,11 @@ def _open_study(storage_url: str, name: str, pruner: str, epochs: int, seed: int
 
     storage = open_storage(storage_url)
     # Each worker samples with its own seed: workers seeded alike would try the same
-    # settings. constant_liar (the default) keeps them apart while trials run.
+    # settings. constant_liar keeps them apart while trials run (default since Optuna 5).
     seed = seed if seed is not None else (os.getpid() * 2_654_435_761) % 2**32
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    with warnings.catch_warnings():  # "experimental" in Optuna 3 and 4
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                     sampler=sampler, pruner=make_pruner(pruner, epochs),
@@ -406,12 +455,13 @@ def _plot(trials: list[Any], metric: str, path: Path) -> None:
     if not complete and not pruned:
         axes.text(0.5, 0.5, "no finished trial yet", transform=axes.transAxes, ha="center")
     else:
-        axes.legend(loc="lower right")
+        axes.legend(loc="best")
     axes.set_xlabel("trial")
     axes.set_ylabel(metric)
     axes.set_title(f"optimization history ({len(trials)} trials)")
     axes.grid(True, alpha=0.3)
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as temporary:  # another worker may be writing it too
+        figure.savefig(temporary, dpi=100, format="png")
 
 
 def _finite(value: float | None) -> bool:
