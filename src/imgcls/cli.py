@@ -36,7 +36,11 @@ _DEFAULTS = TrainConfig()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return run(build_parser(), argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse and dispatch: a user's mistake is one line on stderr and exit code 2."""
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:  # --help, or a usage mistake already printed

@@ -146,20 +146,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m imgcls.cli_serve serve|export ...`, the same verbs without the full CLI."""
-    from imgcls.cli import _Parser
+    from imgcls.cli import _Parser, run
 
     parser = _Parser(prog="imgcls")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    add_serve_commands(verbs)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_request:
-        return int(exit_request.code or 0)
-    try:
-        return args.handler(args)
-    except UserError as error:
-        print(f"imgcls: error: {error}", file=sys.stderr)
-        return 2
+    add_serve_commands(parser.add_subparsers(dest="verb", required=True, parser_class=_Parser))
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

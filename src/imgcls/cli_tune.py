@@ -97,24 +97,13 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`imgcls tune` alone, until the main command line has it."""
-    from imgcls.cli import _Parser
+    """`python -m imgcls.cli_tune tune ...`: the tune verb alone (lighter to start)."""
+    from imgcls.cli import _Parser, run
 
     parser = _Parser(prog="imgcls", description="Hyperparameter search.")
     add_tune_commands(parser.add_subparsers(dest="verb", required=True, metavar="VERB",
                                             parser_class=_Parser))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_request:
-        return int(exit_request.code or 0)
-    try:
-        return args.handler(args)
-    except UserError as error:
-        print(f"imgcls: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("imgcls: interrupted", file=sys.stderr)
-        return 130
+    return run(parser, argv)
 
 
 if __name__ == "__main__":
