@@ -3,10 +3,11 @@
 Last run (2026-11-28, bench/results/train_throughput.json):
     machine: 2-core AMD EPYC VM (AVX512-BF16), no GPU, torch 2.14.1, 2 threads
     lenet5 on Fashion-MNIST, batch 128, 1 epoch each (60k images), 3 alternations, medians:
-      baseline 5,303 images/s (4,827 / 5,303 / 5,492)
-      imgcls  11,297 images/s (11,297 / 10,477 / 12,332)   ratio 2.13x
-    Earlier runs on the same VM: 1.89x-2.14x before `--precision auto` kept LeNet in fp32
-    (bf16 is slower for it); the VM's speed drifts by +-30% within minutes.
+      baseline 5,217 images/s (5,217 / 4,556 / 5,543)
+      imgcls  10,100 images/s (9,430 / 10,100 / 13,450)   ratio 1.94x
+    The run before, same code: 11,297 vs 5,303 images/s, 2.13x. Before `--precision auto`
+    kept LeNet in fp32 (bf16 is slower for it): 1.89x-2.14x. The VM's speed drifts by
+    +-30% within minutes, so the ratio straddles 2x here.
 
 The baseline is the PyTorch quickstart's pipeline: torchvision.datasets.FashionMNIST with
 ToTensor + Normalize, a DataLoader (num_workers 0 as in the quickstart, shuffle), fp32,
