@@ -78,3 +78,14 @@ def test_imbalance_warning_and_sampler_run(tmp_path: Path) -> None:
                              balance="sampler", output=str(tmp_path / "balanced")),
                  console=console, show_progress=False)
     assert "--balance" not in console.export_text()
+
+
+def test_eval_rebuilds_a_grouped_split_without_split_json(tmp_path: Path) -> None:
+    # A model file that travelled alone: eval re-splits from its settings, --group-by included.
+    root = write_folder(tmp_path / "data", per_class=12)
+    run_dir = imgcls.train(data=str(root), model="lenet5", epochs=1, image_size=28,
+                           group_by=r"_(\d+)\.", output=str(tmp_path / "run"),
+                           show_progress=False)
+    expected = json.loads((run_dir / "metrics.json").read_text())["num_samples"]
+    (run_dir / "split.json").unlink()
+    assert imgcls.evaluate(run_dir / "model.safetensors", str(root))["num_samples"] == expected

@@ -35,14 +35,12 @@ def _split_arguments(command: argparse.ArgumentParser) -> None:
 
 def _load_and_split(args: argparse.Namespace):
     from imgcls.data.sources import load_source
-    from imgcls.data.split import groups_from_pattern, make_split
+    from imgcls.data.split import split_image_set
 
     image_set = load_source(args.source, channels=args.channels, image_size=args.image_size,
                             data_dir=args.data_dir)
-    groups = groups_from_pattern(image_set.item_ids, args.group_by) if args.group_by else None
-    split = make_split(image_set.labels, preset=image_set.preset_split, val=args.val,
-                       test=args.test, seed=args.seed, item_ids=image_set.item_ids,
-                       groups=groups)
+    split = split_image_set(image_set, val=args.val, test=args.test, seed=args.seed,
+                            group_by=args.group_by)
     return image_set, split
 
 

@@ -84,6 +84,16 @@ def make_split(
     )
 
 
+def split_image_set(
+    image_set: ImageSet, *, val: float, test: float, seed: int, group_by: str | None = None
+) -> Split:
+    """make_split over a data set, with `group_by` (a file-name regex) keeping groups whole:
+    the one way training, evaluation and `imgcls data split` split a source."""
+    groups = groups_from_pattern(image_set.item_ids, group_by) if group_by else None
+    return make_split(image_set.labels, preset=image_set.preset_split, val=val, test=test,
+                      seed=seed, item_ids=image_set.item_ids, groups=groups)
+
+
 def split_from_json(doc: dict, image_set: ImageSet) -> Split:
     """The Split a split.json describes, as indices into `image_set`.
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from imgcls.data.decode import DecodeAttempts, collate_attempts, decode_file
 from imgcls.data.file_index import FileIndex
@@ -43,22 +42,15 @@ def decoded_bytes(count: int, channels: int, size: int) -> int:
     return count * channels * size * size
 
 
-class FileImages(Dataset):
+class FileImages(DecodeAttempts):
     """The files of a source as a map-style Dataset: item i -> uint8 [C, size, size].
 
-    `self[i]` raises BadImageError for a bad file. `shape` is what the decoded tensor's
-    would be, for code that reads (N, C, H, W) from `image_set.images.shape`.
+    Unlike DecodeAttempts, `self[i]` raises BadImageError for a bad file. `shape` is what
+    the decoded tensor's would be, for code that reads (N, C, H, W) from
+    `image_set.images.shape`.
     """
 
-    def __init__(self, paths: Sequence[Path], *, channels: int, size: int) -> None:
-        self.paths = list(paths)
-        self.channels = channels
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]
         return decode_file(self.paths[index], channels=self.channels, size=self.size)
 
     @property

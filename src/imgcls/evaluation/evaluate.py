@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from imgcls.config import TrainConfig
 from imgcls.data.sources import ImageSet, load_source
-from imgcls.data.split import make_split, split_from_json
+from imgcls.data.split import split_from_json, split_image_set
 from imgcls.errors import UserError
 from imgcls.evaluation.metrics import compute_metrics
 from imgcls.predict import Predictor
@@ -92,14 +93,9 @@ def _indices(
     if split_file.is_file():
         split = split_from_json(json.loads(split_file.read_text()), image_set)
     else:  # the model file travelled alone: rebuild the split from its training settings
-        config = metadata["training"]["config"]
-        split = make_split(
-            image_set.labels, preset=image_set.preset_split, val=config["val_fraction"],
-            test=config["test_fraction"],
-            seed=config.get("split_seed") if config.get("split_seed") is not None
-            else config["seed"],
-            item_ids=image_set.item_ids,
-        )
+        config = TrainConfig.from_dict(metadata["training"]["config"], origin=str(model_path))
+        split = split_image_set(image_set, val=config.val_fraction, test=config.test_fraction,
+                                seed=config.resolved_split_seed, group_by=config.group_by)
         if split.content_hash != metadata["data"]["split_hash"]:
             raise UserError(
                 f"{image_set.source} has changed since training (split hash differs); "

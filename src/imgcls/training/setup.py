@@ -17,7 +17,7 @@ from imgcls.artifact import read_metadata, read_weights
 from imgcls.config import TrainConfig
 from imgcls.data.normalize import compute_stats
 from imgcls.data.sources import ImageSet, load_source
-from imgcls.data.split import Split, groups_from_pattern, make_split, split_from_json
+from imgcls.data.split import Split, split_from_json, split_image_set
 from imgcls.data.stream import StreamingImageSet
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
@@ -112,16 +112,8 @@ def _split(
         if write:
             write_json(split_file, split.to_json(image_set))
         return split
-    groups = groups_from_pattern(image_set.item_ids, config.group_by) if config.group_by else None
-    split = make_split(
-        image_set.labels,
-        preset=image_set.preset_split,
-        val=config.val_fraction,
-        test=config.test_fraction,
-        seed=config.resolved_split_seed,
-        item_ids=image_set.item_ids,
-        groups=groups,
-    )
+    split = split_image_set(image_set, val=config.val_fraction, test=config.test_fraction,
+                            seed=config.resolved_split_seed, group_by=config.group_by)
     if write:
         write_json(split_file, split.to_json(image_set))
     return split
