@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import statistics
 import time
@@ -43,6 +42,8 @@ from imgcls.data.augment import PRESETS, RandomShiftFlip, RandomWarp, build_augm
 from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import load_source
 from imgcls.models import create_model
+
+from machine import describe
 
 RESULTS = Path(__file__).parent / "results" / "augment_cost.json"
 BATCH = 128
@@ -146,8 +147,7 @@ def main() -> None:
     precision = entries["train_step"].precision
     timings = summarize(measure(entries, image_set.images, args.rounds, args.calls))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-                   f"threads, torch {torch.__version__}",
+        "machine": describe(),
         "model": "lenet5", "data": "fashion-mnist", "batch_size": BATCH,
         "precision": precision, "rounds": args.rounds, "calls_per_round": args.calls,
         "presets": {name: {k: v for k, v in vars(config).items() if v not in (0, 0.0, "none")}

@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -47,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import PIL
 import torch
-import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
@@ -55,6 +53,8 @@ from torchvision import datasets, transforms
 from imgcls.data.cache import source_key
 from imgcls.data.file_index import index_folder
 from imgcls.data.sources import load_source
+
+from machine import describe
 
 RESULTS = Path(__file__).parent / "results" / "decode_throughput.json"
 DEFAULT_DATA = Path("/tmp/imgcls-bench/jpeg10k")
@@ -153,19 +153,6 @@ def time_keys(root: Path, size: int) -> dict[str, float]:
             "data_set_mb": total_bytes / 1e6}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, no GPU used; torch {torch.__version__}, "
-            f"torchvision {torchvision.__version__}, Pillow {PIL.__version__}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -181,7 +168,7 @@ def main() -> None:
             f"{name} {values[-1]:.0f} img/s" for name, values in rates.items()), flush=True)
     medians = {name: statistics.median(values) for name, values in rates.items()}
     result = {
-        "machine": machine(),
+        "machine": {**describe(), "pillow": PIL.__version__},
         "images": COUNT, "image_size": args.size, "workers": WORKERS,
         "imgcls_images_per_s": round(medians["imgcls"], 1),
         "torchvision_images_per_s": round(medians["torchvision"], 1),

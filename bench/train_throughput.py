@@ -1,19 +1,23 @@
 """Training throughput: imgcls vs the plain PyTorch tutorial pipeline, same network, same machine.
 
-Last run (2026-11-28, bench/results/train_throughput.json):
-    machine: 2-core AMD EPYC VM (AVX512-BF16), no GPU, torch 2.14.1, 2 threads
+Last run (2026-11-30, bench/results/train_throughput.json):
+    machine: 2-core AMD EPYC VM, AVX2 only (no AVX512, no native bf16), no GPU,
+    torch 2.14.1, 2 threads
     lenet5 on Fashion-MNIST, batch 128, 1 epoch each (60k images), 3 alternations, medians:
-      baseline 5,217 images/s (5,217 / 4,556 / 5,543)
-      imgcls  10,100 images/s (9,430 / 10,100 / 13,450)   ratio 1.94x
-    The run before, same code: 11,297 vs 5,303 images/s, 2.13x. Before `--precision auto`
-    kept LeNet in fp32 (bf16 is slower for it): 1.89x-2.14x. The VM's speed drifts by
-    +-30% within minutes, so the ratio straddles 2x here.
+      baseline 2,275 images/s (2,286 / 2,273 / 2,275)
+      imgcls   5,982 images/s (5,982 / 6,763 / 5,755)   ratio 2.63x
+    (a run the same morning, with apt-get busy alongside: 2.81x)
+    On the 2-core AVX512-BF16 VM of 2026-11-28 the same code gave 1.94x and 2.13x
+    (imgcls 10,100-11,297 vs baseline 5,217-5,303): there the model step is twice as
+    fast, so the baseline's per-image PIL/ToTensor cost weighs less. The VM's speed drifts
+    by +-30% within minutes; that is why the pipelines alternate and medians are reported.
 
 The baseline is the PyTorch quickstart's pipeline: torchvision.datasets.FashionMNIST with
 ToTensor + Normalize, a DataLoader (num_workers 0 as in the quickstart, shuffle), fp32,
 eager, contiguous memory format. imgcls trains the same registry network with its defaults
-(uint8 tensor in memory, per-sample crop+flip augmentation on whole batches, channels_last,
---precision auto) — it does more work per image (augmentation) and still must be >= 2x.
+(uint8 tensor in memory, per-sample crop+flip augmentation on whole batches, the memory
+format and --precision auto the network's registry entry picks) — it does more work per
+image (augmentation) and still must be >= 2x.
 
     python bench/train_throughput.py [--epochs 1] [--model lenet5] [--workers 0]
 """
@@ -23,7 +27,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -37,6 +40,8 @@ from torchvision import transforms
 
 import imgcls
 from imgcls.models import create_model
+
+from machine import describe
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
@@ -114,8 +119,7 @@ def main() -> None:
     plain, ours = median_run(plain_runs), median_run(our_runs)
     ours.pop("config")
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-                   f"threads, torch {torch.__version__}",
+        "machine": describe(),
         "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
         "repeats": args.repeats,
         "baseline": {**plain, "pipeline": f"torchvision FashionMNIST + ToTensor/Normalize + "

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import imgcls
+from imgcls.artifact import save_model
 from imgcls.cli import main
 from imgcls.data.sources import load_source
+from imgcls.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +56,22 @@ def test_models_command_lists_every_model(capsys: pytest.CaptureFixture) -> None
     out = capsys.readouterr().out
     for name in imgcls.list_models():
         assert name in out
+
+
+@pytest.mark.parametrize("name, channels_last", [("vgg11_bn", True), ("lenet5", False)])
+def test_predictor_runs_in_the_memory_format_training_uses(name: str, channels_last: bool,
+                                                           tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, in_channels=3, image_size=32).eval()
+    metadata = {"architecture": {"name": name, "kwargs": {
+        "num_classes": 4, "in_channels": 3, "image_size": 32}},
+        "class_names": list("abcd"), "input": {"channels": 3, "height": 32, "width": 32},
+        "normalization": {"mode": "meanstd", "mean": [0.5] * 3, "std": [0.25] * 3}}
+    save_model(tmp_path / "model.safetensors", model, metadata)
+    predictor = imgcls.load(tmp_path / "model.safetensors")
+    conv = next(p for p in predictor.model.parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) is channels_last
+    pixels = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():  # the reference: a plain contiguous forward pass
+        expected = model((pixels.float() / 255 - 0.5) / 0.25).softmax(dim=1)
+    assert torch.allclose(predictor.probabilities(pixels), expected, atol=1e-5)

@@ -1,0 +1,37 @@
+"""What a benchmark ran on, recorded next to its numbers: speed ratios here depend on the
+CPU's vector units (AVX2 vs AVX512 / native bf16) as much as on the code."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from imgcls.training.runtime import cpu_runs_bf16
+
+
+def describe() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "vector_isa": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_runs_bf16(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
