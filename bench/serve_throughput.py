@@ -2,19 +2,20 @@
 
 Last run (2026-11-30, bench/results/serve_throughput.json): 2-core AMD EPYC VM, AVX2 only,
 no GPU, torch 2.14.1, 2 threads; vgg11_bn on 1x28x28 (Fashion-MNIST's shape), 32 clients,
-10 s per setting, 3 alternations, medians:
-      --max-batch 32: 171.6 images/s (161.1 / 183.8 / 171.6), p50 173 ms, p99 551 ms
-      --max-batch 1:   44.8 images/s (45.1 / 44.8 / 43.4),   p50 701 ms, p99 848 ms
-      speedup 3.83x: short of the issue's 4x.
-    3x32x32 the same day: 123.5 and 129.8 vs 34.2 images/s, about 3.6x.
+--max-wait-ms 20 (the default), 10 s per setting, 3 alternations, medians:
+      --max-batch 32: 198.1 images/s (216.0 / 194.8 / 198.1), p50 150 ms, p99 551 ms
+      --max-batch 1:   41.2 images/s (43.4 / 39.9 / 41.2),    p50 756 ms, p99 904 ms
+      speedup 4.81x (the slowest batched round vs the fastest single one: 4.49x)
+    3x32x32 the same day (--channels 3 --image-size 32): 155.6 vs 36.6 images/s, 4.25x,
+    p50 192 / 858 ms, p99 598 / 987 ms.
+    With --max-wait-ms 5 (the default before): 171.6 vs 44.8 images/s, 3.83x; batches
+    closed at ~16 images while the other half of the clients was still being decoded.
     The ceiling is the model's own: on this CPU one forward pass of 32 images is 5.8x
-    (1x28) and 3.6x (3x32) cheaper per image than 32 passes of one, before any HTTP, and
-    the 32 clients, HTTP parsing and PNG decoding share the same 2 cores. Batches settle
-    at about 16 images: one half of the clients' requests is decoded while the other
-    half's batch runs.
-    Before this run the load came from httpx (7.8 ms of CPU per request, more than the
+    (1x28) and 3.6x (3x32) cheaper per image than 32 passes of one, before any HTTP; the
+    32 clients, HTTP parsing and PNG decoding share the same 2 cores.
+    Before this session the load came from httpx (7.8 ms of CPU per request, more than the
     server's own 4.5) and uvicorn parsed with h11 on asyncio: 83 vs 31 images/s (2.64x)
-    at 3x32. The 2026-11-28 AVX512 VM gave 3.54x (160.8 vs 45.4) at 3x32 with httpx.
+    at 3x32, 5 ms. The 2026-11-28 AVX512 VM gave 3.54x (160.8 vs 45.4) there.
 
 Loopback only. The server is a subprocess (`python -m imgcls.cli_serve serve`), the load a
 single asyncio process with 32 concurrent aiohttp clients posting the same PNG to
@@ -50,6 +51,7 @@ from PIL import Image
 from imgcls.artifact import save_model
 from imgcls.models import create_model
 from imgcls.serve.live import free_port, wait_ready
+from imgcls.serve.settings import ServeSettings
 
 from machine import describe
 
@@ -66,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per setting")
     parser.add_argument("--max-requests", type=int, default=20000, help="per setting")
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=ServeSettings().max_wait_ms)
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternate the two settings this many times; report medians")
     parser.add_argument("--output", type=Path, default=RESULTS)
