@@ -4,9 +4,10 @@ Last run (2026-11-30, bench/results/train_throughput.json):
     machine: 2-core AMD EPYC VM, AVX2 only (no AVX512, no native bf16), no GPU,
     torch 2.14.1, 2 threads
     lenet5 on Fashion-MNIST, batch 128, 1 epoch each (60k images), 3 alternations, medians:
-      baseline 2,275 images/s (2,286 / 2,273 / 2,275)
-      imgcls   5,982 images/s (5,982 / 6,763 / 5,755)   ratio 2.63x
-    (a run the same morning, with apt-get busy alongside: 2.81x)
+      baseline 2,328 images/s (2,181 / 2,383 / 2,328)
+      imgcls   5,430 images/s (5,430 / 6,580 / 5,373)   ratio 2.33x
+    Earlier the same day, same training code: 2.63x (5,982 vs 2,275) and, with apt-get busy
+    alongside, 2.81x.
     On the 2-core AVX512-BF16 VM of 2026-11-28 the same code gave 1.94x and 2.13x
     (imgcls 10,100-11,297 vs baseline 5,217-5,303): there the model step is twice as
     fast, so the baseline's per-image PIL/ToTensor cost weighs less. The VM's speed drifts
