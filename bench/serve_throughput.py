@@ -25,7 +25,8 @@ temporary model file. vgg11_bn because batching is what it needs: resnet18 gains
 1.5x from batch 32 on this CPU, and lenet5's forward pass is so cheap that HTTP is all
 there is to measure.
 
-    python bench/serve_throughput.py [--model vgg11_bn] [--image-size 32] [--seconds 10]
+    python bench/serve_throughput.py [--model vgg11_bn] [--channels 1] [--image-size 28]
+        [--seconds 10] [--max-wait-ms 20] [--repeats 3]
 """
 
 from __future__ import annotations

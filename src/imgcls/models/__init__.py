@@ -12,7 +12,13 @@ from imgcls.models.pretrained import (
     read_state_dict_file,
     torchvision_state_dict,
 )
-from imgcls.models.registry import ModelSpec, create_model, get_spec, list_models
+from imgcls.models.registry import (
+    ModelSpec,
+    create_model,
+    get_spec,
+    list_models,
+    uses_channels_last,
+)
 
 __all__ = [
     "LoadReport",
@@ -26,4 +32,5 @@ __all__ = [
     "mflops",
     "read_state_dict_file",
     "torchvision_state_dict",
+    "uses_channels_last",
 ]

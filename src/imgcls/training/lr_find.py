@@ -24,7 +24,7 @@ from imgcls.config import TrainConfig
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
-from imgcls.models import get_spec
+from imgcls.models import get_spec, uses_channels_last
 from imgcls.training.optim import build_optimizer
 from imgcls.training.runtime import (
     autocast,
@@ -133,7 +133,7 @@ def _range_test(
     data = prepare_data(config, run_dir, console, reuse_split=False)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)
-    channels_last = config.channels_last and get_spec(config.model).channels_last
+    channels_last = uses_channels_last(config.model, config.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()

@@ -18,7 +18,7 @@ from imgcls.config import TrainConfig
 from imgcls.data.augment import build_augment, preset
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.models import get_spec
+from imgcls.models import get_spec, uses_channels_last
 from imgcls.training.distributed import Distributed, check_sync_bn, device_for, shard
 from imgcls.training.early_stop import BestTracker
 from imgcls.training.optim import build_optimizer
@@ -106,7 +106,7 @@ def assemble(
                         write_files=info.is_main)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)
-    channels_last = config.channels_last and get_spec(config.model).channels_last
+    channels_last = uses_channels_last(config.model, config.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_indices = torch.as_tensor(data.split.train, dtype=torch.long)
