@@ -36,7 +36,8 @@ class LoadReport:
 
 
 def load_compatible(
-    model: nn.Module, state_dict: Mapping[str, Tensor], *, head: str, in_channels: int
+    model: nn.Module, state_dict: Mapping[str, Tensor], *, head: str, in_channels: int,
+    flag: str = "--pretrained",
 ) -> LoadReport:
     """Load every tensor of `state_dict` whose key and shape match `model`, in place.
 
@@ -64,9 +65,12 @@ def load_compatible(
                 f"shape {tuple(tensor.shape)} does not fit the model's {tuple(target[key].shape)}"
             )
     if not to_load:
+        # --init-from names an imgcls file, which records its own architecture.
+        fix = ("leave out --model to build the file's own architecture" if flag == "--init-from"
+               else f"pass weights made for this --model, or drop {flag}")
         raise UserError(
-            "none of the pretrained tensors fit this model: the weights are for another"
-            " architecture — pass weights made for this --model, or drop --pretrained"
+            f"none of the {flag} tensors fit this model: the weights are for another"
+            f" architecture — {fix}"
         )
     model.load_state_dict(to_load, strict=False)
     report.missing = [key for key in target if key not in to_load]
@@ -132,13 +136,55 @@ def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 
 def freeze_backbone(model: nn.Module, head: str) -> int:
     """Train only the head: every other parameter stops needing gradients. Returns the number
-    of trainable parameters left."""
+    of trainable parameters left. Gradients are not all: train such a model in
+    `train_head_only` mode, or its BatchNorm layers keep moving their running statistics."""
     trainable = 0
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith(head + ".")
         if parameter.requires_grad:
             trainable += parameter.numel()
     return trainable
+
+
+def train_head_only(model: nn.Module, trained: list[nn.Module]) -> None:
+    """Training mode for the `trained` modules alone (the head, its dropout), eval mode for the
+    frozen rest: there BatchNorm uses and keeps its running statistics and dropout is off, so
+    the backbone computes the same function every epoch — what makes its features cacheable."""
+    model.eval()
+    for module in trained:
+        module.train()
+
+
+def dropout_before_head(model: nn.Module, head: str, input_shape: tuple[int, ...]) -> str | None:
+    """The name of the Dropout whose output is the head's input, if the model has one there.
+
+    Found by running one blank image and noting which leaf module ran last before the head:
+    the order modules are registered in does not tell (DenseNet registers its dropout after
+    its classifier). The model runs in eval mode, so the probe changes no statistics and
+    draws no random numbers."""
+    head_module = model.get_submodule(head)
+    ran: list[nn.Module] = []
+    before_head: list[nn.Module | None] = []
+    leaves = [m for m in model.modules() if not any(m.children()) and m is not head_module]
+    handles = [m.register_forward_hook(lambda module, args, out: ran.append(module))
+               for m in leaves]
+    handles.append(head_module.register_forward_pre_hook(
+        lambda module, args: before_head.append(ran[-1] if ran else None)))
+    modes = {module: module.training for module in model.modules()}
+    parameter = next(model.parameters())
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=parameter.device))
+    finally:
+        for module, training in modes.items():
+            module.training = training
+        for handle in handles:
+            handle.remove()
+    last = before_head[0] if before_head else None
+    if not isinstance(last, nn.Dropout):
+        return None
+    return next(name for name, module in model.named_modules() if module is last)
 
 
 def _modern_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -155,6 +155,35 @@ def report_skipped(
     )
 
 
+# --model values that leave the choice open: with --init-from, the file's network is taken.
+OPEN_MODEL_CHOICES = ("auto", None)
+
+
+def resolve_init_from(config: TrainConfig) -> None:
+    """With --init-from FILE, settings the user left open come from the file's architecture:
+    the model (when --model is auto or not given), channels and image size, and, for the same
+    model, width, activation and dropout; so the file's weights fit. In place, before the run
+    directory and config.yaml are written: config.yaml records what was taken."""
+    if not config.init_from:
+        return
+    try:
+        architecture = read_metadata(config.init_from)["architecture"]
+    except UserError as error:
+        raise UserError(f"--init-from: {error}") from None
+    kwargs = architecture.get("kwargs", {})
+    if config.model in OPEN_MODEL_CHOICES:
+        config.model = architecture["name"]
+    taken = {"model": architecture["name"], "channels": kwargs.get("in_channels"),
+             "image_size": kwargs.get("image_size")}
+    if config.model == architecture["name"]:  # another network keeps its own of these
+        taken.update({name: kwargs.get(name) for name in ("width", "activation", "dropout")})
+    for name, value in taken.items():
+        if getattr(config, name) is None:
+            setattr(config, name, value)
+    # What the file decided counts as given: a model's default recipe must not override it.
+    config.given = config.given | set(taken)
+
+
 def architecture_of(
     config: TrainConfig, image_set: ImageSet | StreamingImageSet
 ) -> dict[str, Any]:
@@ -190,7 +219,8 @@ def build_model(
         # The head carries over only when it predicts the same classes in the same order.
         head = "" if same_classes else spec.head
         report = load_compatible(
-            model, read_weights(config.init_from), head=head, in_channels=in_channels
+            model, read_weights(config.init_from), head=head, in_channels=in_channels,
+            flag="--init-from",
         )
         console.print(f"init from {config.init_from}: {_describe(report)}")
     if config.freeze_backbone:
