@@ -19,7 +19,7 @@ __all__ = ["__version__", "evaluate", "list_models", "load", "one_hot", "resume"
 
 def train(
     data: str = "digits",
-    model: str = "resnet18",
+    model: str = "auto",
     *,
     overwrite: bool = False,
     show_progress: bool = True,

@@ -138,7 +138,12 @@ def add_train_options(
     if "augment" not in exclude:
         add_augment_flags(data)
     model = command.add_argument_group("model")
-    _option(model, "--model", "-m", dest="model", help="a name from `imgcls models`")
+    _option(model, "--model", "-m", dest="model",
+            help="a name from `imgcls models`, or auto: the network the data and the "
+                 "--time-budget allow")
+    _option(model, "--recipe", dest="recipe", metavar="NAME",
+            help="a measured configuration from imgcls/recipes (flags override it; default: "
+                 "the model's own recipe on small images; none: no recipe)")
     _option(model, "--activation", dest="activation",
             help="relu, gelu, silu, tanh, sigmoid, leaky_relu")
     _option(model, "--dropout", "--drop", dest="dropout", type=float)
@@ -146,11 +151,16 @@ def add_train_options(
     _option(model, "--pretrained", dest="pretrained", nargs="?", const="imagenet",
             metavar="PATH", help="torchvision ImageNet weights, or a local state-dict file")
     _option(model, "--init-from", dest="init_from", metavar="MODEL",
-            help="start from an imgcls model file")
+            help="start from an imgcls model file; its architecture, channels and image size "
+                 "unless given")
     _option(model, "--freeze-backbone", dest="freeze_backbone", action="store_true",
             help="train the classifier head only")
     optimization = command.add_argument_group("optimization")
-    _option(optimization, "--epochs", dest="epochs", type=int)
+    _option(optimization, "--epochs", dest="epochs", type=_epochs,
+            help="a fraction stops the last epoch part way")
+    _option(optimization, "--time-budget", dest="time_budget", metavar="DURATION",
+            help="e.g. 90s, 10m, 1h: plan the epochs (and with --model auto the network) to "
+                 "end within it, evaluation included")
     _option(optimization, "--batch-size", "-b", dest="batch_size", type=int)
     _option(optimization, "--optimizer", "--opt", dest="optimizer", choices=OPTIMIZERS)
     _option(optimization, "--lr", dest="lr", type=float,
@@ -195,6 +205,12 @@ def add_train_options(
             help="write TensorBoard event files to RUN/tensorboard")
 
 
+def _epochs(text: str) -> int | float:
+    """--epochs 5 stays an integer in config.yaml; --epochs 2.5 is allowed."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def add_augment_flags(group: argparse._ArgumentGroup) -> None:
     """Per-flag overrides of the --augment preset (names follow timm where it has one)."""
     _option = _config_option
@@ -230,10 +246,17 @@ def _train(args: argparse.Namespace) -> int:
         resume(args.resume, epochs=overrides.get("epochs"), show_progress=show_progress)
         return 0
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
-    config = TrainConfig.from_dict({**base, **overrides})
+    settings = {**base, **overrides}
+    if settings.get("init_from") and "model" not in settings:
+        settings["model"] = "auto"  # the model file's own network (training.setup)
+    config = TrainConfig.from_dict(settings)
     if args.config and "output" not in overrides:
         config.output = None  # repeating a run writes a new run directory
-    train(config, overwrite=args.overwrite, show_progress=show_progress)
+    from imgcls.training.budget import process_started
+
+    # A --time-budget counts from the command's start: imports and loading are the user's time.
+    train(config, overwrite=args.overwrite, show_progress=show_progress,
+          started=process_started())
     return 0
 
 

@@ -7,6 +7,7 @@ training again repeats the run.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ AUGMENT_FLAGS = ("resized_crop", "shift", "rotate", "hflip", "vflip", "brightnes
 SCHEDULES = ("cosine", "constant", "step", "multistep", "onecycle", "plateau")
 METRICS = ("val_acc", "val_loss", "val_f1_macro")
 BALANCES = ("none", "weights", "sampler")
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")
 
 
 @dataclass
@@ -72,7 +75,11 @@ class TrainConfig:
     mixup: float | None = None  # MixUp alpha
     cutmix: float | None = None  # CutMix alpha
     # model
-    model: str = "resnet18"
+    # A registry name, or "auto": the network that the data and the time budget allow.
+    model: str = "auto"
+    # A named recipe (imgcls/recipes) under the other settings; None: the model's default
+    # recipe on small images; "none": no recipe.
+    recipe: str | None = None
     activation: str | None = None  # None: the model's own (relu)
     dropout: float | None = None  # None: the model's own
     width: float | None = None  # channel width multiplier; None: 1.0
@@ -80,7 +87,9 @@ class TrainConfig:
     init_from: str | None = None  # an imgcls model file to start from
     freeze_backbone: bool = False  # train the classifier head only
     # optimization
-    epochs: int = 10
+    epochs: float = 10  # a fraction stops the last epoch part way
+    # A duration ("90s", "10m", "1h"): the run plans its epochs to end within it.
+    time_budget: str | None = None
     batch_size: int = 128
     optimizer: str = "adamw"
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
@@ -112,6 +121,9 @@ class TrainConfig:
     output: str | None = None  # run directory; None: runs/<data>-<model>[-N]
     save_every_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
     tensorboard: bool = False  # write TensorBoard event files to <run>/tensorboard
+    # The settings that the user, a config file or a recipe gave (not written out): a model's
+    # default recipe fills only the others.
+    given: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
     def resolved_lr(self) -> float:
@@ -128,6 +140,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         _require(self.epochs > 0, f"--epochs must be positive; got {self.epochs}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)  # raises a UserError naming the problem
         _require(self.batch_size > 0, f"--batch-size must be positive; got {self.batch_size}")
         _require(self.lr is None or self.lr > 0, f"--lr must be positive; got {self.lr}")
         _require(self.weight_decay >= 0, f"--weight-decay must be >= 0; got {self.weight_decay}")
@@ -166,21 +180,35 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        del values["given"]
+        return values
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, origin: str = "arguments") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"given"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise UserError(
                 f"unknown setting(s) {', '.join(unknown)} in {origin}; "
                 f"known settings: {', '.join(sorted(known))}"
             )
-        return cls(**values)
+        recipe = values.get("recipe")
+        if recipe not in (None, "none"):
+            from imgcls.recipes import load_recipe
+
+            values = {**load_recipe(recipe), **values}
+        return cls(**values, given=frozenset(values))
+
+    def apply_recipe(self, settings: dict[str, Any]) -> list[str]:
+        """Take a recipe's settings where none was given; returns the names taken."""
+        taken = [name for name in settings if name not in self.given]
+        for name in taken:
+            setattr(self, name, settings[name])
+        return taken
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -194,6 +222,18 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise UserError(f"config file {file} must hold a mapping of settings")
         return cls.from_dict(values, origin=str(file))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "10m", "1h", "1h30m", "1.5h" or a bare number of seconds."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or _DURATION.sub("", cleaned).strip() or not parts:
+        raise UserError(f"--time-budget {text!r} is not a duration; write e.g. 90s, 10m, 1h30m")
+    seconds = sum(float(number) * _DURATION_UNITS[unit or "s"] for number, unit in parts)
+    if seconds <= 0:
+        raise UserError(f"--time-budget must be positive; got {text!r}")
+    return seconds
 
 
 def _require(condition: bool, message: str) -> None:

@@ -321,7 +321,7 @@ def _redacted(url: str) -> str:
         return url
 
 
-def make_pruner(name: str, epochs: int) -> Any:
+def make_pruner(name: str, epochs: float) -> Any:
     import optuna
 
     if name == "median":
@@ -330,8 +330,8 @@ def make_pruner(name: str, epochs: int) -> Any:
         # are epochs, counted from 1: the earliest pruning step is n_warmup_steps).
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs),
-                                              reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max(1, math.ceil(epochs)), reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 

@@ -3,7 +3,14 @@
 Importing this package registers every family.
 """
 
-from imgcls.models import alexnet, densenet, lenet, resnet, vgg  # noqa: F401  (they register)
+from imgcls.models import (  # noqa: F401  (they register)
+    alexnet,
+    densenet,
+    lenet,
+    resnet,
+    vgg,
+    vgg_small,
+)
 from imgcls.models.info import count_parameters, mflops
 from imgcls.models.pretrained import (
     LoadReport,

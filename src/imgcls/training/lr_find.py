@@ -25,6 +25,7 @@ from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
 from imgcls.models import get_spec, uses_channels_last
+from imgcls.training.auto_model import AUTO, resolve_auto_model
 from imgcls.training.optim import build_optimizer
 from imgcls.training.runtime import (
     autocast,
@@ -127,10 +128,12 @@ def _range_test(
     set_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    dtype = pick_precision(config.precision, device,
-                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(config, run_dir, console, reuse_split=False)
+    if config.model == AUTO:
+        resolve_auto_model(config, data, device, console)
+    dtype = pick_precision(config.precision, device,
+                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)
     channels_last = uses_channels_last(config.model, config.channels_last)

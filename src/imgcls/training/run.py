@@ -19,8 +19,13 @@ from imgcls.data.augment import build_augment, preset
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.models import get_spec, uses_channels_last
+from imgcls.models.layers import is_small_input
+from imgcls.recipes import default_recipe, load_recipe
+from imgcls.training.auto_model import AUTO, resolve_auto_model
+from imgcls.training.budget import Budget
 from imgcls.training.distributed import Distributed, check_sync_bn, device_for, shard
 from imgcls.training.early_stop import BestTracker
+from imgcls.training.feature_cache import FrozenHead, cached_batches, plan
 from imgcls.training.optim import build_optimizer
 from imgcls.training.runtime import pick_device, pick_precision, seed_everything, set_threads
 from imgcls.training.schedule import Schedule
@@ -79,6 +84,18 @@ class Run:
     stop_requested: bool = False  # set by Ctrl-C: save and stop after the current step
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each epoch's record
     dist: Distributed = field(default_factory=Distributed)  # this process's rank under torchrun
+    frozen: FrozenHead | None = None  # --freeze-backbone: the head, its cached features
+    budget: Budget | None = None  # --time-budget: the deadline and the plan that keeps it
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps in the whole run (a --time-budget re-plans them)."""
+        return self.schedule.total_steps
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the run trains, the last one possibly partial."""
+        return -(-self.total_steps // self.steps_per_epoch)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -100,10 +117,16 @@ def assemble(
     seed_everything(config.seed + info.rank)
     device = device_for(info, pick_device(config.device))
     check_sync_bn(config.sync_bn and info.enabled, device)
-    dtype = pick_precision(config.precision, device,
-                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
+    if config.model != AUTO:
+        get_spec(config.model)  # an unknown name fails before the data is loaded
     data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None,
                         write_files=info.is_main)
+    if config.model == AUTO:
+        resolve_auto_model(config, data, device, console)
+    if config.recipe is None:
+        _apply_default_recipe(config, data.image_set.image_size, console)
+    dtype = pick_precision(config.precision, device,
+                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
     architecture = architecture_of(config, data.image_set)
     model = build_model(config, architecture, data.image_set.class_names, console).to(device)
     channels_last = uses_channels_last(config.model, config.channels_last)
@@ -152,9 +175,21 @@ def assemble(
         dist=info,
         **_balance(config.balance, counts, train_labels, device),
     )
+    run.frozen = plan(run)
     if resume_state is not None:
         restore(run, resume_state)
     return run
+
+
+def _apply_default_recipe(config: TrainConfig, image_size: int, console: Console) -> None:
+    """On small images, the model's measured recipe supplies the settings left open."""
+    name = default_recipe(config.model) if is_small_input(image_size) else None
+    config.recipe = name or "none"  # config.yaml records it; a repeat applies nothing new
+    if name is None:
+        return
+    taken = config.apply_recipe(load_recipe(name))
+    if taken:
+        console.print(f"recipe {name}: {', '.join(f'{k}={getattr(config, k)}' for k in taken)}")
 
 
 def _forward(
@@ -231,7 +266,11 @@ def batch_order(
 def epoch_batches(
     run: Run, batches: list[torch.Tensor], start: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images, labels) on the device for the epoch's batches from `start` on."""
+    """(uint8 images, labels) on the device for the epoch's batches from `start` on; with a
+    frozen backbone whose features are cached, (features, labels)."""
+    if run.frozen is not None and run.frozen.cached:
+        yield from cached_batches(run, run.frozen, batches[start:])
+        return
     if run.train_images is not None:
         for indices in batches[start:]:
             yield run.train_images[indices], run.train_labels[indices]

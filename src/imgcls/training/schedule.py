@@ -22,13 +22,27 @@ from imgcls.config import TrainConfig
 ONECYCLE_RISE, ONECYCLE_START, ONECYCLE_END = 0.3, 1 / 25, 1 / 25e4
 
 
-def lr_multiplier(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    total_steps = max(1, config.epochs * steps_per_epoch)
-    # Warmup never takes more than half of a short run; onecycle has its own rise.
-    warmup_steps = 0 if config.sched == "onecycle" else min(
-        int(config.warmup_epochs * steps_per_epoch), total_steps // 2)
+def total_steps_of(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps in a run of config.epochs epochs; a fractional last epoch stops part way."""
+    return max(1, round(config.epochs * steps_per_epoch))
 
-    def shape(step: int) -> float:
+
+def lr_multiplier(
+    config: TrainConfig, steps_per_epoch: int, length: Callable[[], int] | None = None
+) -> Callable[[int], float]:
+    """The per-step multiplier. `length` gives the run's total steps when it can change while
+    training (a --time-budget re-plans it); by default config.epochs decides."""
+    planned = total_steps_of(config, steps_per_epoch)
+    length = length or (lambda: planned)
+
+    def warmup_steps() -> int:
+        # Warmup never takes more than half of a short run; onecycle has its own rise.
+        if config.sched == "onecycle":
+            return 0
+        return min(int(config.warmup_epochs * steps_per_epoch), length() // 2)
+
+    def shape(step: int, warmup_steps: int) -> float:
+        total_steps = max(1, length())
         epoch = step / steps_per_epoch
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         if config.sched == "cosine":
@@ -42,7 +56,8 @@ def lr_multiplier(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], 
         return 1.0  # constant, plateau (its reductions act on the optimizer directly)
 
     def multiplier(step: int) -> float:
-        return (step + 1) / warmup_steps if step < warmup_steps else shape(step)
+        warmup = warmup_steps()
+        return (step + 1) / warmup if step < warmup else shape(step, warmup)
 
     multiplier.warmup_steps = warmup_steps  # type: ignore[attr-defined]
     return multiplier
@@ -65,8 +80,9 @@ class Schedule:
     def __init__(
         self, optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
     ) -> None:
-        multiplier = lr_multiplier(config, steps_per_epoch)
-        self.warmup_steps: int = multiplier.warmup_steps  # type: ignore[attr-defined]
+        self.total_steps = total_steps_of(config, steps_per_epoch)
+        multiplier = lr_multiplier(config, steps_per_epoch, lambda: self.total_steps)
+        self.warmup_steps: Callable[[], int] = multiplier.warmup_steps  # type: ignore[attr-defined]
         self.per_step = LambdaLR(optimizer, multiplier)
         self.metric = config.metric
         self.plateau = ReduceLROnPlateau(
@@ -74,9 +90,17 @@ class Schedule:
             factor=config.decay_rate, patience=config.plateau_patience,
         ) if config.sched == "plateau" else None
 
+    def set_total_steps(self, total_steps: int) -> None:
+        """Re-plan the run's length (--time-budget); the curve continues from this step."""
+        self.total_steps = total_steps
+        step = self.per_step.last_epoch
+        for group, base_lr in zip(self.per_step.optimizer.param_groups, self.per_step.base_lrs,
+                                  strict=True):
+            group["lr"] = base_lr * self.per_step.lr_lambdas[0](step)
+
     def after_step(self) -> None:
         # Under `plateau` the multiplier only warms up; afterwards the plateau rule owns the lr.
-        if self.plateau is None or self.per_step.last_epoch < self.warmup_steps:
+        if self.plateau is None or self.per_step.last_epoch < self.warmup_steps():
             self.per_step.step()
 
     def after_epoch(self, record: dict[str, float]) -> None:

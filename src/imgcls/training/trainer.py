@@ -8,6 +8,7 @@ model, write last.pt, stop early if the metric stalls -> evaluate the best model
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import threading
@@ -18,7 +19,14 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from sklearn.metrics import f1_score
 from torch import nn
 
@@ -28,7 +36,14 @@ from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
 from imgcls.io import append_line, write_text
 from imgcls.training import distributed
+from imgcls.training.feature_cache import cached_probabilities
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
+from imgcls.training.pacing import (
+    announce_estimate,
+    measured_validation,
+    plan_budget,
+    replan,
+)
 from imgcls.training.run import (
     Position,
     Run,
@@ -39,7 +54,7 @@ from imgcls.training.run import (
 )
 from imgcls.training.rundir import prepare_run_dir
 from imgcls.training.runtime import autocast, precision_name
-from imgcls.training.setup import report_skipped
+from imgcls.training.setup import report_skipped, resolve_init_from
 from imgcls.training.state import load_state, save_state
 
 
@@ -50,11 +65,16 @@ def train(
     show_progress: bool = True,
     console: Console | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    started: float | None = None,
 ) -> Path:
     """Train a new run; returns its run directory. `on_epoch` sees each epoch's history
     record after validation (e.g. a hyperparameter search reporting and pruning: an
-    exception raised there stops the run, with last.pt of the epoch before)."""
+    exception raised there stops the run, with last.pt of the epoch before). `started`
+    (time.time()) is when a --time-budget's clock started: by default, now; the command
+    line passes its process's start."""
+    started = started if started is not None else time.time()
     config.validate()
+    resolve_init_from(config)  # before the run directory is named after the model
     info = distributed.from_environment()
     run_dir = None
     if info.is_main:
@@ -66,7 +86,21 @@ def train(
     config.output = str(run_dir)
     run = assemble(config, run_dir, _console(console, info), resume_state=None, info=info)
     run.on_epoch = on_epoch
+    if config.time_budget:
+        plan_budget(run, _train_step, started)
+    if info.is_main:  # what auto and the budget resolved: the file repeats this run
+        _write_config(run)
     return _loop(run, show_progress and info.is_main)
+
+
+def _write_config(run: Run) -> None:
+    """config.yaml with everything resolved; a budget's plan becomes plain epochs."""
+    header = ""
+    if run.budget is not None:
+        header = (f"# epochs planned by --time-budget {run.budget.seconds:g}s; "
+                  f"this file repeats them without a budget\n")
+    resolved = dataclasses.replace(run.config, time_budget=None)
+    write_text(run.run_dir / "config.yaml", header + resolved.to_yaml())
 
 
 def _console(console: Console | None, info: distributed.Distributed) -> Console:
@@ -109,10 +143,12 @@ def _loop(run: Run, show_progress: bool) -> Path:
     main = run.dist.is_main
     _announce(run)
     with _stop_on_ctrl_c(run):
-        while run.position.epoch <= run.config.epochs:
+        while run.position.epoch <= run.epochs:
             record = _train_epoch(run, show_progress)
             if main:
+                validation_started = time.perf_counter()
                 record.update(_validate(run))
+                measured_validation(run, time.perf_counter() - validation_started)
             # Every rank takes rank 0's record, so schedule and stopping agree everywhere.
             record = distributed.share(record, run.dist)
             run.schedule.after_epoch(record)
@@ -133,6 +169,8 @@ def _loop(run: Run, show_progress: bool) -> Path:
                                   f"{run.best.patience} epochs")
                 break
     if main:
+        if run.budget is not None:  # re-planning may have changed the epochs
+            _write_config(run)
         _finish_files(run)
     distributed.finish(run.dist)
     return run.run_dir
@@ -164,7 +202,10 @@ def _epoch_generator(config: TrainConfig, epoch: int) -> torch.Generator:
 
 def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     config, position = run.config, run.position
-    run.model.train()
+    if run.frozen is None:
+        run.model.train()
+    else:  # a frozen backbone stays in eval mode: BatchNorm keeps its running statistics
+        run.frozen.train_mode(run.model)
     # Every rank draws the same order and takes its own shard of it.
     batches = distributed.shard(
         batch_order(len(run.train_labels), config.batch_size,
@@ -173,11 +214,15 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     loss_sum = torch.tensor(position.loss_sum, device=run.device)
     correct = torch.tensor(position.correct, device=run.device)
     started = time.perf_counter() - position.seconds
+    pace = _Pace(position.step)
     with _progress(show_progress, run.console) as progress:
-        task = progress.add_task(f"epoch {position.epoch}/{config.epochs}", total=len(batches),
+        task = progress.add_task(f"epoch {position.epoch}/{run.epochs}",
+                                 total=_steps_this_epoch(run, len(batches)),
                                  completed=position.step, stats="")
         for step, (images, labels) in enumerate(epoch_batches(run, batches, position.step),
                                                 start=position.step):
+            if step >= _steps_this_epoch(run, len(batches)):
+                break  # the run's last, partial epoch (--time-budget, fractional --epochs)
             loss, logits, labels = _train_step(run, images, labels)
             loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(dim=1) == labels).sum()
@@ -187,7 +232,10 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
                 progress.update(task, completed=position.step, stats=_progress_stats(
                     loss_sum.item() / position.seen, correct.item() / position.seen,
                     position.seen, started))
-            if _recovery_point_due(run, step, len(batches)):
+                _keep_pace(run, pace, position.step, progress, task, len(batches))
+            elif position.step - pace.first_step == ESTIMATE_AFTER_STEPS:
+                _keep_pace(run, pace, position.step, progress, task, len(batches))
+            if _recovery_point_due(run, step, _steps_this_epoch(run, len(batches))):
                 _save_mid_epoch(run, loss_sum, correct, started)
     seconds = time.perf_counter() - started
     # Over all ranks: the loss and accuracy of the whole epoch, the images of all processes.
@@ -203,20 +251,64 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     }
 
 
+# A run without a budget estimates its length after this many steps (the first ones are slower:
+# kernels are built), and says so up front.
+ESTIMATE_AFTER_STEPS = 5
+
+
+class _Pace:
+    """The step time this process has measured in the current epoch."""
+
+    def __init__(self, first_step: int) -> None:
+        self.first_step = first_step
+        self.started = time.perf_counter()
+
+    def step_seconds(self, step: int) -> float:
+        return (time.perf_counter() - self.started) / max(1, step - self.first_step)
+
+
+def _steps_this_epoch(run: Run, batches_in_epoch: int) -> int:
+    before = (run.position.epoch - 1) * run.steps_per_epoch
+    return max(0, min(batches_in_epoch, run.total_steps - before))
+
+
+def _keep_pace(
+    run: Run, pace: _Pace, step: int, progress: Progress, task: Any, batches_in_epoch: int
+) -> None:
+    """Re-plan a budget at the pace measured so far; without one, estimate the run once."""
+    if step <= pace.first_step:
+        return
+    step_s = pace.step_seconds(step)
+    if run.budget is not None:
+        steps_done = (run.position.epoch - 1) * run.steps_per_epoch + step
+        if replan(run, steps_done, step_s):
+            progress.update(task, total=_steps_this_epoch(run, batches_in_epoch),
+                            description=f"epoch {run.position.epoch}/{run.epochs}")
+    elif (run.position.epoch == 1 and pace.first_step == 0
+          and step == ESTIMATE_AFTER_STEPS and run.dist.is_main):
+        # Validation is a forward pass only: about a third of a training step per image.
+        val_s = step_s / 3 * len(run.data.split.val) / run.config.batch_size
+        announce_estimate(run, step_s, val_s)
+
+
 def _train_step(
     run: Run, images: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
-    # Augmenting the uint8 batch moves a quarter of the bytes that a float batch would.
-    images = augment_batch(run.augment, images)
-    if run.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    images = run.normalizer(images)
+    forward = run.forward
+    if run.frozen is not None and run.frozen.cached:  # `images` are the head's cached inputs
+        forward = run.frozen.head_forward(run.model)
+    else:
+        # Augmenting the uint8 batch moves a quarter of the bytes that a float batch would.
+        images = augment_batch(run.augment, images)
+        if run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        images = run.normalizer(images)
     targets = labels
     if getattr(run.augment, "mixing", False):
         # MixUp/CutMix after normalization is the same: both are linear with weights summing to 1.
         images, targets = run.augment.mix(images, labels, len(run.data.image_set.class_names))
     with autocast(run.device, run.dtype):
-        logits = run.forward(images)
+        logits = forward(images)
         loss = nn.functional.cross_entropy(logits, targets, weight=run.loss_weights,
                                            label_smoothing=run.config.label_smoothing)
     run.optimizer.zero_grad(set_to_none=True)
@@ -289,6 +381,7 @@ def _progress(show: bool, console: Console) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[stats]}"),
         console=console,
         transient=True,
@@ -306,9 +399,12 @@ def _validate(run: Run) -> dict[str, float]:
     images, labels = run.data.subset("val")
     if len(images) == 0:
         return {"val_loss": float("nan"), "val_acc": float("nan"), "val_f1_macro": float("nan")}
-    probabilities = predict_probabilities(
-        run.eval_model, run.normalizer, images, device=run.device, dtype=run.dtype
-    )
+    if run.frozen is not None and run.frozen.cached:  # the backbone's output is cached too
+        probabilities = cached_probabilities(run, run.frozen, "val", images)
+    else:
+        probabilities = predict_probabilities(
+            run.eval_model, run.normalizer, images, device=run.device, dtype=run.dtype
+        )
     predicted = probabilities.argmax(dim=1)
     true_probability = probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12)
     return {
@@ -326,7 +422,7 @@ def _log_epoch(run: Run, record: dict[str, Any]) -> None:
                 run.writer.add_scalar(key, value, record["epoch"])
         run.writer.flush()
     run.console.print(
-        f"epoch {record['epoch']:>3}/{run.config.epochs}  lr {record['lr']:.2e}  "
+        f"epoch {record['epoch']:>3}/{run.epochs}  lr {record['lr']:.2e}  "
         f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f}  "
         f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.4f} "
         f"f1 {record['val_f1_macro']:.4f}  "

@@ -1,0 +1,59 @@
+"""Recipes: named, measured training configurations (`--recipe NAME`, or `-c FILE`).
+
+Each recipe is a YAML file in this folder holding TrainConfig settings, opening with its
+evidence: the data, the mean and spread of test accuracy over seeds, the wall time, the
+machine and the command. A recipe sets no data or output settings, so it applies to any
+data set of its kind.
+
+A network's default recipe (DEFAULTS) fills the settings the user left open when it trains
+on small images (<= 64 px), so `imgcls train --data fashion-mnist` starts from the best
+measured configuration for the network it trains.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from imgcls.errors import UserError
+
+# The recipe that supplies a network's defaults on small images.
+DEFAULTS = {
+    "vgg_small": "vgg_small-small-images",
+    "lenet5": "lenet5-small-images",
+    "resnet20": "resnet20-small-images",
+    "resnet32": "resnet20-small-images",
+    "resnet56": "resnet20-small-images",
+    "densenet_bc_40": "densenet_bc_40-small-images",
+    "densenet_bc_100": "densenet_bc_40-small-images",
+    "densenet_bc": "densenet_bc_40-small-images",
+    "alexnet_small": "alexnet_small-small-images",
+}
+# Settings a recipe never carries: they belong to the data set and the run, not the recipe.
+NOT_IN_RECIPES = frozenset({"data", "data_dir", "output", "seed", "split_file", "recipe"})
+
+
+def list_recipes() -> list[str]:
+    return sorted(entry.name.removesuffix(".yaml") for entry in resources.files(__name__)
+                  .iterdir() if entry.name.endswith(".yaml"))
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """A recipe's settings by name."""
+    if name not in list_recipes():
+        raise UserError(f"unknown recipe {name!r}; known recipes: {', '.join(list_recipes())} "
+                        f"(--recipe; or -c FILE for a file of your own)")
+    text = resources.files(__name__).joinpath(f"{name}.yaml").read_text()
+    settings = yaml.safe_load(text) or {}
+    leaked = sorted(set(settings) & NOT_IN_RECIPES)
+    if leaked:  # a packaging mistake, caught by the tests
+        raise ValueError(f"recipe {name} sets {', '.join(leaked)}")
+    return settings
+
+
+def default_recipe(model: str) -> str | None:
+    """The recipe whose settings are `model`'s defaults on small images, if it has one."""
+    name = DEFAULTS.get(model)
+    return name if name in list_recipes() else None

@@ -1,0 +1,119 @@
+"""--model auto: the network that the data and the time budget allow.
+
+Small images (<= 64 px) train vgg_small, the registry's fastest network per point of accuracy
+on them; its width grows with the budget while the budget still buys enough epochs of it.
+Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than vgg_small at
+224 px and whose ImageNet weights load with --pretrained.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from imgcls.config import TrainConfig, parse_duration
+from imgcls.models import create_model, get_spec, uses_channels_last
+from imgcls.models.layers import is_small_input
+from imgcls.training.runtime import autocast, pick_precision
+from imgcls.training.setup import PreparedData
+
+AUTO = "auto"
+SMALL_IMAGE_MODEL = "vgg_small"
+PHOTO_MODEL = "resnet18"
+# When a budget buys fewer epochs of vgg_small than this, LeNet-5 (several times faster per
+# image) trains instead: a few epochs of a small net beat a fraction of one of a larger net.
+TINY_MODEL, MIN_EPOCHS = "lenet5", 2.0
+# vgg_small widths, narrowest first, and the epochs a budget must buy of each to choose it.
+# Measured on Fashion-MNIST: a wider net needs more epochs to pass a narrower one.
+WIDTH_LADDER: tuple[tuple[float, float], ...] = ((1.0, 0.0), (1.5, 10.0), (2.0, 20.0))
+# The share of a budget that goes to training steps (the rest: start, loading, evaluation).
+TRAINING_SHARE = 0.85
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: str
+    width: float | None
+    reason: str
+
+
+def choose(
+    *, image_size: int, channels: int, num_classes: int, train_images: int,
+    budget_seconds: float | None, device: torch.device, precision: str,
+) -> Choice:
+    if not is_small_input(image_size):
+        return Choice(PHOTO_MODEL, None, f"{image_size} px images")
+    if budget_seconds is None:
+        return Choice(SMALL_IMAGE_MODEL, None, f"{image_size} px images")
+    rate = training_rate(SMALL_IMAGE_MODEL, 1.0, image_size=image_size, channels=channels,
+                         num_classes=num_classes, device=device, precision=precision)
+    seconds = budget_seconds * TRAINING_SHARE
+    width, epochs = 1.0, seconds * rate / max(1, train_images)
+    if epochs < MIN_EPOCHS and image_size >= get_spec(TINY_MODEL).min_size:
+        return Choice(TINY_MODEL, None, f"only {epochs:.1f} epochs of {SMALL_IMAGE_MODEL} fit "
+                                        f"the budget")
+    for candidate, needed in WIDTH_LADDER:
+        # Cost grows with the square of the width (channels in x channels out).
+        affordable = seconds * rate / candidate**2 / max(1, train_images)
+        if affordable >= needed:
+            width, epochs = candidate, affordable
+    return Choice(SMALL_IMAGE_MODEL, None if width == 1.0 else width,
+                  f"about {epochs:.0f} epochs of {train_images:,} images fit the budget")
+
+
+def training_rate(
+    name: str, width: float, *, image_size: int, channels: int, num_classes: int,
+    device: torch.device, precision: str, batch_size: int = 128, steps: int = 4,
+) -> float:
+    """Training images/s of a fresh `name` on random data: a rough first measure, before the
+    run measures its own steps."""
+    model = create_model(name, num_classes=num_classes, in_channels=channels,
+                         image_size=image_size, width=width).to(device)
+    channels_last = uses_channels_last(name)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dtype = pick_precision(precision, device, cpu_bf16_pays=get_spec(name).cpu_bf16)
+    images = torch.randn(batch_size, channels, image_size, image_size, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, num_classes, (batch_size,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(2):  # the first steps build kernels: not counted
+        _step(model, optimizer, images, labels, device, dtype)
+    started = time.perf_counter()
+    for _ in range(steps):
+        _step(model, optimizer, images, labels, device, dtype)
+    return batch_size * steps / (time.perf_counter() - started)
+
+
+def _step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+    labels: torch.Tensor, device: torch.device, dtype: torch.dtype | None,
+) -> None:
+    with autocast(device, dtype):
+        loss = nn.functional.cross_entropy(model(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def resolve_auto_model(
+    config: TrainConfig, data: PreparedData, device: torch.device, console: Console
+) -> None:
+    """Resolve --model auto in place (config.yaml then records the choice)."""
+    image_set = data.image_set
+    if config.pretrained:  # ImageNet weights exist for the torchvision networks only
+        config.model = PHOTO_MODEL
+        console.print(f"model auto: {PHOTO_MODEL} (--pretrained)")
+        return
+    budget = parse_duration(config.time_budget) if config.time_budget else None
+    choice = choose(image_size=image_set.image_size, channels=image_set.channels,
+                    num_classes=len(image_set.class_names), train_images=len(data.split.train),
+                    budget_seconds=budget, device=device, precision=config.precision)
+    config.model, config.width = choice.model, config.width or choice.width
+    width = f" --width {choice.width:g}" if choice.width else ""
+    console.print(f"model auto: {choice.model}{width} ({choice.reason})")

@@ -1,0 +1,90 @@
+"""--model auto, recipes (--recipe, a model's default recipe on small images) and the
+up-front estimate of a run's length."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+import imgcls
+from imgcls.cli import build_parser
+from imgcls.config import TrainConfig
+from imgcls.errors import UserError
+from imgcls.recipes import list_recipes, load_recipe
+from imgcls.training import auto_model
+from imgcls.training.auto_model import choose
+
+CPU = torch.device("cpu")
+
+
+def _choose(monkeypatch: pytest.MonkeyPatch, budget_s: float | None, image_size: int = 28,
+            rate: float = 2600.0) -> auto_model.Choice:
+    monkeypatch.setattr(auto_model, "training_rate", lambda *args, **kwargs: rate)
+    return choose(image_size=image_size, channels=1, num_classes=10, train_images=54_000,
+                  budget_seconds=budget_s, device=CPU, precision="auto")
+
+
+def test_auto_trains_vgg_small_on_small_images_and_resnet18_on_photos(monkeypatch) -> None:
+    assert _choose(monkeypatch, None).model == "vgg_small"
+    assert _choose(monkeypatch, None, image_size=128).model == "resnet18"
+
+
+def test_a_larger_budget_buys_a_wider_network(monkeypatch) -> None:
+    short = _choose(monkeypatch, 120)
+    medium = _choose(monkeypatch, 600)
+    long = _choose(monkeypatch, 3600)
+    assert short.width is None  # width 1: about 4 epochs fit
+    assert medium.width == 1.5
+    assert long.width == 2.0
+    assert "epochs" in long.reason
+
+
+def test_every_recipe_is_a_valid_config_that_opens_with_its_evidence() -> None:
+    assert "vgg_small-small-images" in list_recipes()
+    for name in list_recipes():
+        settings = load_recipe(name)
+        TrainConfig.from_dict(settings, origin=name).validate()
+        text = (imgcls.recipes.resources.files("imgcls.recipes") / f"{name}.yaml").read_text()
+        assert text.startswith("#") and "Evidence" in text.split("\n\n")[0], name
+
+
+def test_an_unknown_recipe_names_the_known_ones() -> None:
+    with pytest.raises(UserError, match="vgg_small-small-images"):
+        TrainConfig.from_dict({"recipe": "nope"})
+
+
+def test_flags_override_a_named_recipe() -> None:
+    args = build_parser().parse_args(["train", "--recipe", "vgg_small-small-images",
+                                      "--lr", "0.05"])
+    config = TrainConfig.from_dict({"recipe": args.recipe, "lr": args.lr})
+    recipe = load_recipe("vgg_small-small-images")
+    assert config.lr == 0.05 and config.optimizer == recipe["optimizer"]
+    assert config.model == recipe["model"]
+
+
+def test_auto_and_the_default_recipe_on_digits(tmp_path) -> None:
+    run_dir = imgcls.train(data="digits", epochs=1, optimizer="adamw", lr=3e-3,
+                           output=str(tmp_path / "run"), show_progress=False)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    recipe = load_recipe("vgg_small-small-images")
+    assert config["model"] == "vgg_small"
+    assert config["recipe"] == "vgg_small-small-images"
+    # Given settings stand; the rest come from the recipe.
+    assert (config["optimizer"], config["lr"], config["epochs"]) == ("adamw", 3e-3, 1)
+    assert config["sched"] == recipe["sched"]
+    assert config["label_smoothing"] == recipe["label_smoothing"]
+    # The file repeats the run: a repeat applies no recipe over it.
+    repeat = TrainConfig.from_yaml(run_dir / "config.yaml")
+    assert repeat.recipe == "vgg_small-small-images" and repeat.optimizer == "adamw"
+
+
+def test_a_run_says_up_front_how_long_it_will_take(tmp_path, capsys) -> None:
+    imgcls.train(data="digits", model="lenet5", epochs=2, output=str(tmp_path / "run"),
+                 show_progress=False)
+    out = capsys.readouterr().out
+    assert "estimated" in out and "per epoch" in out and "in all (2 epochs)" in out
+
+
+def test_a_budget_too_short_for_two_epochs_of_vgg_small_trains_lenet5(monkeypatch) -> None:
+    assert _choose(monkeypatch, 30, rate=2600).model == "lenet5"

@@ -1,0 +1,136 @@
+"""--time-budget: durations, the plan, re-planning on a drifting machine, and a real run."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import yaml
+
+import imgcls
+from imgcls.config import TrainConfig, parse_duration
+from imgcls.errors import UserError
+from imgcls.training.budget import EPOCH_OVERHEAD_S, MARGIN, Budget, Costs, plan_steps
+from imgcls.training.schedule import Schedule
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("1.5h", 5400), ("45", 45),
+    (" 2M ", 120), ("1m 30s", 90),
+])
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "10x", "-5m", "0s", "m", "5 minutes"])
+def test_a_bad_duration_is_a_user_error_naming_the_flag(text: str) -> None:
+    with pytest.raises(UserError, match="--time-budget"):
+        parse_duration(text)
+    with pytest.raises(UserError, match="--time-budget"):
+        TrainConfig(time_budget=text).validate()
+
+
+def _cost(steps: int, costs: Costs, steps_per_epoch: int, steps_done: int = 0) -> float:
+    """What a plan of `steps` in all costs from `steps_done` on, as plan_steps counts it."""
+    validations = math.ceil(steps / steps_per_epoch) - steps_done // steps_per_epoch
+    return ((steps - steps_done) * costs.step_s
+            + validations * (costs.val_s + EPOCH_OVERHEAD_S) + costs.finish_s)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_plan_is_the_longest_that_fits(seed: int) -> None:
+    chance = random.Random(seed)
+    costs = Costs(step_s=chance.uniform(0.005, 2), val_s=chance.uniform(0, 20),
+                  finish_s=chance.uniform(1, 30))
+    steps_per_epoch = chance.randint(1, 500)
+    left = chance.uniform(30, 4000)
+    steps_done = chance.choice([0, chance.randint(0, 300)])
+    steps = plan_steps(left, costs, steps_per_epoch, steps_done)
+    if steps == 0:  # not even one more step fits
+        assert _cost(steps_done + 1, costs, steps_per_epoch, steps_done) > left
+        return
+    assert steps > steps_done
+    assert _cost(steps, costs, steps_per_epoch, steps_done) <= left + 1e-9
+    assert _cost(steps + 1, costs, steps_per_epoch, steps_done) > left
+
+
+def _simulate(budget_s: float, drift: float, seed: int) -> float:
+    """A run on a machine whose speed drifts by up to `drift` from what was measured:
+    returns when its finish ends, on a clock that started with the process."""
+    chance = random.Random(seed)
+    measured = Costs(step_s=0.05, val_s=1.0, finish_s=8.0)
+    now = 8.0  # imports and loading
+    budget = Budget(seconds=budget_s, started=0.0, costs=measured, steps_per_epoch=420)
+    budget.plan(now=now)
+    speed = 1 + chance.uniform(-drift, drift)
+    step, epoch_start = 0, now
+    while step < budget.total_steps:
+        step += 1
+        now += measured.step_s * speed
+        if step % 50 == 0:  # the machine's speed wanders
+            speed = min(1 + drift, max(1 - drift, speed + chance.uniform(-0.1, 0.1)))
+        at_epoch_end = step % budget.steps_per_epoch == 0 or step == budget.total_steps
+        if step % 20 == 0 and not at_epoch_end:
+            steps_in_epoch = (step - 1) % budget.steps_per_epoch + 1
+            budget.replan(step, (now - epoch_start) / steps_in_epoch, now=now)
+        if at_epoch_end:
+            now += measured.val_s * speed + EPOCH_OVERHEAD_S
+            epoch_start = now
+    return now + measured.finish_s * speed
+
+
+@pytest.mark.parametrize("minutes", [1, 2, 5])
+@pytest.mark.parametrize("drift", [0.0, 0.3])
+@pytest.mark.parametrize("seed", range(3))
+def test_runs_end_within_ten_percent_of_their_budget(minutes: int, drift: float,
+                                                     seed: int) -> None:
+    budget_s = 60 * minutes
+    ended = _simulate(budget_s, drift, seed)
+    assert 0.9 * budget_s <= ended <= 1.02 * budget_s, ended
+
+
+def test_a_budget_too_short_for_one_step_is_a_user_error() -> None:
+    budget = Budget(seconds=10, started=0.0, costs=Costs(1.0, 3.0, 8.0), steps_per_epoch=10)
+    with pytest.raises(UserError, match="too short"):
+        budget.plan(now=5.0)
+
+
+@pytest.mark.parametrize("sched", ["onecycle", "cosine"])
+def test_a_replanned_schedule_still_anneals_to_its_end(sched: str) -> None:
+    import torch
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    schedule = Schedule(optimizer, TrainConfig(sched=sched, epochs=10, warmup_epochs=0.5), 100)
+    for _ in range(300):
+        optimizer.step()
+        schedule.after_step()
+    peak = max(group["lr"] for group in optimizer.param_groups)
+    schedule.set_total_steps(450)  # the machine turned out slower: 450 steps, not 1000
+    for _ in range(149):
+        optimizer.step()
+        schedule.after_step()
+    assert optimizer.param_groups[0]["lr"] < 0.01 * 0.1 + 1e-12
+    assert peak > 0.01
+
+
+def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(tmp_path) -> None:
+    budget_s = 25.0
+    import time
+
+    started = time.time()
+    run_dir = imgcls.train(data="digits", model="lenet5", time_budget=f"{budget_s:g}s",
+                           precision="fp32", output=str(tmp_path / "run"), show_progress=False)
+    ended = (run_dir / "metrics.json").stat().st_mtime
+    assert ended - started <= budget_s * (1 + MARGIN)
+    text = (run_dir / "config.yaml").read_text()
+    assert text.startswith("# epochs planned by --time-budget 25s")
+    config = yaml.safe_load(text)
+    assert config["time_budget"] is None
+    assert config["epochs"] > 0
+    history = (run_dir / "history.jsonl").read_text().splitlines()
+    assert len(history) == math.ceil(config["epochs"])
+    # The repeat: the same epochs, no budget.
+    repeated = TrainConfig.from_yaml(run_dir / "config.yaml")
+    assert repeated.epochs == config["epochs"] and repeated.time_budget is None
