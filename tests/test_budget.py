@@ -64,19 +64,20 @@ def _simulate(budget_s: float, drift: float, seed: int) -> float:
     budget = Budget(seconds=budget_s, started=0.0, costs=measured, steps_per_epoch=420)
     budget.plan(now=now)
     speed = 1 + chance.uniform(-drift, drift)
-    step, epoch_start = 0, now
+    step, epoch_start, epoch_steps = 0, now, 0
     while step < budget.total_steps:
         step += 1
+        epoch_steps += 1
         now += measured.step_s * speed
         if step % 50 == 0:  # the machine's speed wanders
             speed = min(1 + drift, max(1 - drift, speed + chance.uniform(-0.1, 0.1)))
         at_epoch_end = step % budget.steps_per_epoch == 0 or step == budget.total_steps
-        if step % 20 == 0 and not at_epoch_end:
-            steps_in_epoch = (step - 1) % budget.steps_per_epoch + 1
-            budget.replan(step, (now - epoch_start) / steps_in_epoch, now=now)
+        if step % 20 == 0 and not at_epoch_end:  # as the trainer does
+            budget.replan(step, budget.pace(epoch_steps, now - epoch_start), now=now)
         if at_epoch_end:
+            budget.epoch_trained(epoch_steps, now - epoch_start)
             now += measured.val_s * speed + EPOCH_OVERHEAD_S
-            epoch_start = now
+            epoch_start, epoch_steps = now, 0
     return now + measured.finish_s * speed
 
 

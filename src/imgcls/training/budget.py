@@ -86,6 +86,20 @@ class Budget:
     costs: Costs
     steps_per_epoch: int
     total_steps: int = 0
+    # Training steps and their seconds in the epochs finished so far: the pace re-plans use
+    # is over the whole run, so one slow stretch does not swing the plan.
+    past_steps: int = 0
+    past_seconds: float = 0.0
+
+    def pace(self, steps: int, seconds: float) -> float:
+        """Seconds per step over the run so far, with `steps` taking `seconds` in this epoch."""
+        if self.past_steps + steps == 0:
+            return self.costs.step_s
+        return (self.past_seconds + seconds) / (self.past_steps + steps)
+
+    def epoch_trained(self, steps: int, seconds: float) -> None:
+        self.past_steps += steps
+        self.past_seconds += seconds
 
     @property
     def deadline(self) -> float:

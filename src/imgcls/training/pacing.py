@@ -40,11 +40,13 @@ def plan_budget(run: Run, step: StepFunction, started: float) -> None:
     )
 
 
-def replan(run: Run, steps_done: int, step_s: float) -> bool:
-    """Re-fit the remaining steps to the deadline at the step time measured so far (never
-    under torchrun, where every rank would have to agree)."""
+def replan(run: Run, steps_done: int, epoch_steps: int, epoch_seconds: float) -> bool:
+    """Re-fit the remaining steps to the deadline at the pace measured so far, this epoch's
+    `epoch_steps` in `epoch_seconds` included (never under torchrun, where every rank would
+    have to agree)."""
     if run.budget is None or run.dist.enabled:
         return False
+    step_s = run.budget.pace(epoch_steps, epoch_seconds)
     before = run.budget.total_steps
     if not run.budget.replan(steps_done, step_s):
         return False

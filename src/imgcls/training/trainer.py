@@ -238,6 +238,8 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
             if _recovery_point_due(run, step, _steps_this_epoch(run, len(batches))):
                 _save_mid_epoch(run, loss_sum, correct, started)
     seconds = time.perf_counter() - started
+    if run.budget is not None:
+        run.budget.epoch_trained(position.step - pace.first_step, pace.seconds())
     # Over all ranks: the loss and accuracy of the whole epoch, the images of all processes.
     loss_total, correct_total, seen = distributed.total(
         [loss_sum.item(), float(correct.item()), float(position.seen)], run.dist)
@@ -263,8 +265,11 @@ class _Pace:
         self.first_step = first_step
         self.started = time.perf_counter()
 
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
     def step_seconds(self, step: int) -> float:
-        return (time.perf_counter() - self.started) / max(1, step - self.first_step)
+        return self.seconds() / max(1, step - self.first_step)
 
 
 def _steps_this_epoch(run: Run, batches_in_epoch: int) -> int:
@@ -278,14 +283,14 @@ def _keep_pace(
     """Re-plan a budget at the pace measured so far; without one, estimate the run once."""
     if step <= pace.first_step:
         return
-    step_s = pace.step_seconds(step)
     if run.budget is not None:
         steps_done = (run.position.epoch - 1) * run.steps_per_epoch + step
-        if replan(run, steps_done, step_s):
+        if replan(run, steps_done, step - pace.first_step, pace.seconds()):
             progress.update(task, total=_steps_this_epoch(run, batches_in_epoch),
                             description=f"epoch {run.position.epoch}/{run.epochs}")
     elif (run.position.epoch == 1 and pace.first_step == 0
           and step == ESTIMATE_AFTER_STEPS and run.dist.is_main):
+        step_s = pace.step_seconds(step)
         # Validation is a forward pass only: about a third of a training step per image.
         val_s = step_s / 3 * len(run.data.split.val) / run.config.batch_size
         announce_estimate(run, step_s, val_s)
