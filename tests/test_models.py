@@ -7,6 +7,7 @@ computed, so even VGG-19 at 224 px costs nothing.
 
 from __future__ import annotations
 
+import copy
 import pickle
 from urllib.error import URLError
 
@@ -16,6 +17,7 @@ import torch
 import torchvision
 from torch import nn
 
+from imgcls.cli import main
 from imgcls.errors import UserError
 from imgcls.models import (
     count_parameters,
@@ -26,6 +28,7 @@ from imgcls.models import (
     load_compatible,
     mflops,
     read_state_dict_file,
+    speed,
     torchvision_state_dict,
 )
 from imgcls.models import pretrained as pretrained_module
@@ -33,8 +36,11 @@ from imgcls.models.layers import make_activation
 from imgcls.models.registry import register
 
 TORCHVISION_BASED = [name for name in list_models() if get_spec(name).torchvision_name]
-# One model per family, for the tests of options every family implements.
+# One model per family, for the tests of options every family implements, and the compact
+# (small-image) variants of the papers.
 ONE_PER_FAMILY = ["lenet5", "alexnet", "vgg11_bn", "resnet18", "densenet_bc"]
+COMPACT = ["resnet20", "resnet32", "resnet56", "densenet_bc_40", "densenet_bc_100",
+           "alexnet_small"]
 
 
 def _build(name: str, **options: object) -> nn.Module:
@@ -98,18 +104,20 @@ def test_activation_replaces_every_relu(activation: str) -> None:
         assert expected in kinds, name
 
 
-def test_densenet_forward_follows_the_activation(monkeypatch) -> None:
-    # torchvision's DenseNet.forward calls F.relu itself; ours must use the chosen activation.
-    model = _build("densenet_bc", activation="gelu").eval()
+@pytest.mark.parametrize("training", [False, True])
+def test_densenet_forward_follows_the_activation(monkeypatch, training: bool) -> None:
+    # torchvision's DenseNet.forward calls F.relu itself; ours, and the training forward of
+    # dense_train.py, must use the chosen activation.
+    model = _build("densenet_bc_40", activation="gelu").train(training)
 
     def no_relu(*args: object, **kwargs: object) -> None:
         raise AssertionError("F.relu called")
 
     monkeypatch.setattr(torch.nn.functional, "relu", no_relu)
-    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", ONE_PER_FAMILY + ["densenet121"])
+@pytest.mark.parametrize("name", ONE_PER_FAMILY + COMPACT + ["densenet121"])
 def test_dropout_option_adds_dropout(name: str) -> None:
     with torch.device("meta"):
         model = _build(name, dropout=0.3)
@@ -118,13 +126,123 @@ def test_dropout_option_adds_dropout(name: str) -> None:
     assert isinstance(head, nn.Linear)
 
 
-@pytest.mark.parametrize("name", ONE_PER_FAMILY + ["densenet121", "resnet50"])
+@pytest.mark.parametrize("name", ONE_PER_FAMILY + COMPACT + ["densenet121", "resnet50"])
 def test_width_scales_the_model(name: str) -> None:
     with torch.device("meta"):
         narrow, full = _build(name, width=0.5), _build(name)
         logits = narrow.eval()(torch.empty(1, 1, 28, 28))
     assert count_parameters(narrow) < count_parameters(full)
     assert logits.shape == (1, 10)
+
+
+# Parameters for 10 classes and 3 channels. ResNets: He et al. 2016, table 6 (option A
+# shortcuts). DenseNet-BC-100 (k=12): 0.8M in Huang et al. 2017, table 2, 0.77M counted;
+# DenseNet-BC-40 is not in the table: 0.176M counted, as its reference code builds it.
+PAPER_PARAMETERS = {
+    "resnet20": 0.27e6, "resnet32": 0.46e6, "resnet56": 0.85e6,
+    "densenet_bc_100": 0.77e6, "densenet_bc_40": 0.176e6,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
+def test_compact_variants_have_the_papers_parameter_counts(name: str) -> None:
+    with torch.device("meta"):
+        model = create_model(name, num_classes=10, in_channels=3, image_size=32)
+    assert count_parameters(model) == pytest.approx(PAPER_PARAMETERS[name], rel=0.02)
+    assert get_spec(name).compact
+
+
+def test_resnet_cifar_has_6n_plus_2_weighted_layers() -> None:
+    for name, n in (("resnet20", 3), ("resnet32", 5), ("resnet56", 9)):
+        with torch.device("meta"):
+            model = _build(name)
+        weighted = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert len(weighted) == 6 * n + 2, name  # option A: the shortcuts have no convs
+
+
+def test_densenet_bc_is_densenet_bc_100() -> None:
+    torch.manual_seed(0)
+    old_name = _build("densenet_bc").state_dict()
+    torch.manual_seed(0)
+    new_name = _build("densenet_bc_100").state_dict()
+    assert old_name.keys() == new_name.keys()
+    assert all(torch.equal(old_name[key], new_name[key]) for key in old_name)
+
+
+def _torchvision_densenet(ours: nn.Module) -> nn.Module:
+    """torchvision's own DenseNet, forward and all, holding a copy of `ours`'s weights."""
+    features = ours.features
+    blocks = [module for name, module in features.named_children() if "denseblock" in name]
+    theirs = torchvision.models.DenseNet(
+        growth_rate=blocks[0].denselayer1.conv2.out_channels,
+        block_config=tuple(len(block) for block in blocks),
+        num_init_features=features.conv0.out_channels,
+        num_classes=ours.classifier.out_features,
+    )
+    theirs.features.conv0 = copy.deepcopy(features.conv0)
+    theirs.features.pool0 = nn.Identity()
+    theirs.load_state_dict(ours.state_dict())
+    return theirs
+
+
+def _densenet_pair(
+    memory_format: torch.memory_format, dtype: torch.dtype
+) -> tuple[nn.Module, nn.Module]:
+    """densenet_bc_40 and torchvision's DenseNet with the same weights, BatchNorm weights away
+    from 1 and 0 so that each one counts."""
+    torch.manual_seed(0)
+    ours = _build("densenet_bc_40")
+    for module in ours.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+            nn.init.uniform_(module.bias, -0.5, 0.5)
+    theirs = _torchvision_densenet(ours)
+    return (ours.to(dtype).to(memory_format=memory_format),
+            theirs.to(dtype).to(memory_format=memory_format))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_densenet_training_forward_is_torchvisions(memory_format: torch.memory_format) -> None:
+    """dense_train.py normalizes each map once and never concatenates: the same function as
+    torchvision's forward. In float64, so that rounding (which flips a few ReLUs between any
+    two fp32 implementations of this 40-layer net) does not hide a mistake: logits, gradients
+    and running statistics over two steps, then eval-mode logits."""
+    ours, theirs = _densenet_pair(memory_format, torch.float64)
+    for _ in range(2):
+        images = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+        images = images.contiguous(memory_format=memory_format)
+        ours.zero_grad()
+        theirs.zero_grad()
+        our_logits, their_logits = ours(images), theirs(images)
+        torch.testing.assert_close(our_logits, their_logits, rtol=1e-10, atol=1e-10)
+        our_logits.square().sum().backward()
+        their_logits.square().sum().backward()
+        for (name, mine), other in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+            torch.testing.assert_close(mine.grad, other.grad, rtol=1e-8, atol=1e-10, msg=name)
+    torch.testing.assert_close(ours.state_dict(), theirs.state_dict(), rtol=1e-10, atol=1e-12)
+    ours.eval()
+    theirs.eval()
+    images = torch.randn(2, 1, 28, 28, dtype=torch.float64).contiguous(memory_format=memory_format)
+    torch.testing.assert_close(ours(images), theirs(images), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_densenet_training_logits_match_torchvision_in_fp32(
+    memory_format: torch.memory_format,
+) -> None:
+    ours, theirs = _densenet_pair(memory_format, torch.float32)
+    images = torch.randn(8, 1, 28, 28).contiguous(memory_format=memory_format)
+    torch.testing.assert_close(ours(images), theirs(images), rtol=1e-4, atol=1e-4)
+
+
+def test_densenet_with_a_frozen_batch_norm_falls_back_to_torchvisions_forward() -> None:
+    torch.manual_seed(0)
+    ours = _build("densenet_bc_40")
+    ours.features.denseblock2.denselayer3.norm1.eval()  # e.g. frozen by a fine-tuning recipe
+    theirs = _torchvision_densenet(ours)
+    theirs.features.denseblock2.denselayer3.norm1.eval()
+    images = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(ours(images), theirs(images), rtol=1e-4, atol=1e-4)
 
 
 def test_too_small_image_is_a_user_error() -> None:
@@ -258,3 +376,64 @@ def test_mflops_grow_with_image_size() -> None:
     small, large = mflops(model, 1, 28), mflops(model, 1, 56)
     assert 0 < small < large
     assert model.training  # restored after counting
+
+
+def test_cpu_practical_rule() -> None:
+    # An epoch of 60,000 images at 3x the forward FLOPs and ASSUMED_CPU_GFLOPS, under 5 min.
+    assert speed.estimated_epoch_seconds(50.0, 60_000, gflops=50.0) == pytest.approx(180.0)
+    assert speed.cpu_practical(_mflops_at_28("lenet5"))
+    assert speed.cpu_practical(_mflops_at_28("resnet20"))
+    assert not speed.cpu_practical(_mflops_at_28("resnet18"))
+
+
+def _mflops_at_28(name: str) -> float:
+    return mflops(_build(name), 1, 28)
+
+
+def test_models_lists_size_cost_and_cpu_practicality(capsys: pytest.CaptureFixture) -> None:
+    code = main(["models", "--image-size", "28", "--channels", "1",
+                 "--models", "lenet5,resnet18,resnet20"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for column in ("parameters", "MFLOPs", "epoch (est.)", "CPU-practical", "compact"):
+        assert column in out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert set(rows) == {"lenet5", "resnet18", "resnet20"}
+    assert "269,434" in rows["resnet20"]  # parameters for 1 channel, 10 classes
+    cells = {name: [cell.strip() for cell in row.split("│")] for name, row in rows.items()}
+    practical = {name: cell[6] for name, cell in cells.items()}
+    assert practical == {"lenet5": "yes", "resnet18": "no", "resnet20": "yes"}
+
+
+def test_models_leaves_out_models_too_big_for_the_image(capsys: pytest.CaptureFixture) -> None:
+    assert main(["models", "--image-size", "16", "--models", "resnet18,resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "left out at 16 px: resnet18 (needs 28 px)" in out
+    assert "resnet20" in out
+
+
+def test_models_bench_measures_on_this_machine(capsys: pytest.CaptureFixture) -> None:
+    code = main(["models", "--bench", "--models", "lenet5", "--image-size", "28",
+                 "--channels", "1", "--batch-size", "8", "--seconds", "0.05",
+                 "--images", "1000"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for column in ("train images/s", "infer images/s", "train GFLOP/s", "epoch"):
+        assert column in out
+    row = next(line for line in out.splitlines() if "lenet5" in line)
+    assert "fp32" in row and "contiguous" in row  # lenet5's ModelSpec: no bf16, no channels_last
+
+
+def test_measure_throughput_returns_rates() -> None:
+    result = speed.measure_throughput("lenet5", image_size=28, channels=1, batch_size=8,
+                                      seconds=0.05, warmup_steps=1)
+    assert result.train_images_per_s > 0 and result.infer_images_per_s > 0
+    assert result.forward_mflops == pytest.approx(_mflops_at_28("lenet5"))
+    assert result.train_gflops == pytest.approx(
+        3 * result.forward_mflops * result.train_images_per_s / 1e3)
+    assert result.epoch_seconds(1000) == pytest.approx(1000 / result.train_images_per_s)
+
+
+def test_models_rejects_an_unknown_model(capsys: pytest.CaptureFixture) -> None:
+    assert main(["models", "--models", "resnet21"]) == 2
+    assert "did you mean" in capsys.readouterr().err

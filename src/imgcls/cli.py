@@ -380,28 +380,105 @@ def _format_predictions(predictions: list[dict[str, Any]], style: str) -> str:
 # --- models ------------------------------------------------------------------------------
 
 def _add_models(verbs: argparse._SubParsersAction) -> None:
-    command = verbs.add_parser("models", help="list the networks with parameters and MFLOPs")
+    command = verbs.add_parser(
+        "models", help="list the networks: parameters, MFLOPs, CPU cost; --bench measures them")
     command.set_defaults(handler=_models)
     command.add_argument("--image-size", type=int, default=32)
     command.add_argument("--channels", type=int, default=3, choices=(1, 3))
     command.add_argument("--num-classes", type=int, default=10)
+    command.add_argument("--bench", action="store_true",
+                         help="measure training and inference images/s on this machine "
+                              "(the CPU-practical models unless --models is given)")
+    command.add_argument("--models", type=lambda text: [n for n in text.split(",") if n],
+                         help="comma-separated names to list or measure, e.g. resnet20,lenet5")
+    command.add_argument("--batch-size", type=int, default=128)
+    command.add_argument("--images", type=int, default=60_000,
+                         help="training images in an epoch, for the epoch time (default 60000)")
+    command.add_argument("--seconds", type=float, default=1.5,
+                         help="seconds to time each model's training and inference (--bench)")
 
 
 def _models(args: argparse.Namespace) -> int:
-    from imgcls.models import count_parameters, create_model, get_spec, list_models, mflops
+    from imgcls.models import create_model, get_spec, list_models, mflops, speed
 
-    table = Table("model", "family", "parameters", "MFLOPs", "ImageNet weights",
-                  title=f"{args.channels}x{args.image_size}x{args.image_size} input, "
-                        f"{args.num_classes} classes")
-    for name in list_models():
+    names = args.models or list_models()
+    for name in names:
+        get_spec(name)  # an unknown name is a user error before anything is built
+    if args.batch_size < 1 or args.images < 1 or args.seconds <= 0:
+        raise UserError("--batch-size, --images and --seconds must be positive")
+    shape = f"{args.channels}x{args.image_size}x{args.image_size}"
+    fits = [name for name in names if get_spec(name).min_size <= args.image_size]
+    # Piped output keeps every column whole rather than rich's 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 130)
+    too_small = [f"{name} (needs {get_spec(name).min_size} px)"
+                 for name in names if name not in fits]
+    if too_small:
+        console.print(f"left out at {args.image_size} px: {', '.join(too_small)}")
+    if not args.bench:
+        console.print(_models_table(fits, args, shape))
+        return 0
+    if not args.models:  # every model would take minutes; the practical ones take seconds each
+        fits = [name for name in fits if speed.cpu_practical(mflops(
+            create_model(name, num_classes=args.num_classes, in_channels=args.channels,
+                         image_size=args.image_size), args.channels, args.image_size))]
+    console.print(_bench_table(fits, args, shape))
+    return 0
+
+
+def _models_table(names: list[str], args: argparse.Namespace, shape: str) -> Table:
+    from imgcls.models import count_parameters, create_model, get_spec, mflops, speed
+
+    table = Table(
+        "model", "family", "parameters", "MFLOPs", "epoch (est.)", "CPU-practical", "compact",
+        "ImageNet weights",
+        title=f"{shape} input, {args.num_classes} classes",
+        caption=f"epoch: {args.images:,} images estimated at {speed.ASSUMED_CPU_GFLOPS:.0f} "
+                f"GFLOP/s, 3x the forward FLOPs per training image (a 2-core CPU). "
+                f"CPU-practical: a {speed.FASHION_MNIST_TRAIN_IMAGES:,}-image epoch in under "
+                f"{speed.PRACTICAL_EPOCH_S / 60:.0f} min. `imgcls models --bench` measures.")
+    for name in names:
         model = create_model(name, num_classes=args.num_classes, in_channels=args.channels,
                              image_size=args.image_size)
         spec = get_spec(name)
-        table.add_row(name, spec.family, f"{count_parameters(model):,}",
-                      f"{mflops(model, args.channels, args.image_size):,.1f}",
+        cost = mflops(model, args.channels, args.image_size)
+        table.add_row(name, spec.family, f"{count_parameters(model):,}", f"{cost:,.1f}",
+                      _duration(speed.estimated_epoch_seconds(cost, args.images)),
+                      "yes" if speed.cpu_practical(cost) else "no",
+                      "yes" if spec.compact else "no",
                       "yes" if spec.torchvision_name else "no")
-    Console().print(table)
-    return 0
+    return table
+
+
+def _bench_table(names: list[str], args: argparse.Namespace, shape: str) -> Table:
+    import torch
+
+    from imgcls.models import speed
+
+    err = Console(stderr=True)
+    table = Table(
+        "model", "precision", "memory format", "train images/s", "infer images/s",
+        "train GFLOP/s", "epoch",
+        title=f"{shape} input, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+              "measured on this machine",
+        caption=f"epoch: {args.images:,} training images at the measured rate")
+    for name in names:
+        err.print(f"measuring {name} ...")
+        result = speed.measure_throughput(
+            name, image_size=args.image_size, channels=args.channels,
+            num_classes=args.num_classes, batch_size=args.batch_size, seconds=args.seconds)
+        table.add_row(name, result.precision,
+                      "channels_last" if result.channels_last else "contiguous",
+                      f"{result.train_images_per_s:,.0f}", f"{result.infer_images_per_s:,.0f}",
+                      f"{result.train_gflops:,.1f}", _duration(result.epoch_seconds(args.images)))
+    return table
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ Importing this package registers every family.
 
 from imgcls.models import (  # noqa: F401  (they register)
     alexnet,
+    alexnet_small,
     densenet,
     lenet,
     resnet,
+    resnet_cifar,
     vgg,
     vgg_small,
 )

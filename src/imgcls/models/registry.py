@@ -28,6 +28,8 @@ class ModelSpec:
     channels_last: bool = True
     # Whether bf16 autocast trains it faster on a CPU with native bf16 (--precision auto).
     cpu_bf16: bool = True
+    # A paper's configuration for small images (CIFAR's 32 px): ResNet-20, DenseNet-BC-100, ...
+    compact: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
