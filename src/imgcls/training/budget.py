@@ -23,13 +23,13 @@ __all__ = ["Budget", "Costs", "describe_seconds", "parse_duration", "plan_steps"
 
 # Time a run spends per epoch besides steps and validation (last.pt, history, a best model).
 EPOCH_OVERHEAD_S = 0.5
-# The final report (charts, mistakes) after the test evaluation: measured 2-4 s on a
+# The final report (charts, mistakes) after the test evaluation: measured 3.1-3.4 s on a
 # 2-core CPU for 10 classes and 10,000 test images.
-REPORT_S = 5.0
+REPORT_S = 3.0
 # Re-plan when the projected end is off the deadline by more than this fraction of the budget.
 REPLAN_TOLERANCE = 0.02
 # Safety margin kept free at the end: the measured costs scatter by a few percent.
-MARGIN = 0.03
+MARGIN = 0.015
 
 
 def process_started() -> float:
