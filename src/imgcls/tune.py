@@ -258,6 +258,8 @@ def _check(config: TrainConfig, trials: int, metric: str, space: SearchSpace, pr
     if repeated:
         raise UserError(f"--search-models names {', '.join(repeated)} more than once")
     for name in models:  # a typo is caught now, not after hours of other trials
+        if name == "auto":  # each trial resolves it from the data
+            continue
         spec = get_spec(name)
         if config.image_size is not None and config.image_size < spec.min_size:
             raise UserError(f"model {name} needs images of at least {spec.min_size} px; "
