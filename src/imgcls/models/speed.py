@@ -128,10 +128,13 @@ class RandomBatch:
 
 @dataclass(frozen=True)
 class Timing:
-    """How long to time a network for: seconds per measure, untimed first steps."""
+    """How long to time a network for: seconds per measure, untimed first steps, and the
+    clock: wall time, or this process's CPU time (at one thread, the compute time it got on
+    a machine whose cores others are also using)."""
 
     seconds: float = 1.5
     warmup_steps: int = 2
+    clock: Callable[[], float] = time.perf_counter
 
     def training(self, model: nn.Module, batch: RandomBatch, dtype: torch.dtype | None) -> float:
         """Training images/s: train mode, cross-entropy, backward, an SGD step."""
@@ -144,12 +147,12 @@ class Timing:
     def _rate(self, step: Callable[[], None], batch_size: int) -> float:
         for _ in range(self.warmup_steps):
             step()
-        steps, started = 0, time.perf_counter()
+        steps, started = 0, self.clock()
         # At least two steps, so one slow step (a page-fault storm, a busy core) weighs half.
-        while steps < 2 or time.perf_counter() - started < self.seconds:
+        while steps < 2 or self.clock() - started < self.seconds:
             step()
             steps += 1
-        return steps * batch_size / (time.perf_counter() - started)
+        return steps * batch_size / (self.clock() - started)
 
 
 def _train_step(
