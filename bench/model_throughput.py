@@ -15,6 +15,28 @@ Last run (2026-11-30, bench/results/model_throughput.json; filled in from that f
       alexnet_small   1,079  177.1   0.84
       resnet20          639  118.1   0.56      resnet32 410 129.1 0.61   resnet56 226 130.1 0.62
       densenet_bc_40    231   76.2   0.36      densenet_bc_100 54.1 71.4 0.34
+    (densenet_bc_40 ran channels_last then; its ModelSpec now picks contiguous.)
+  Checks in quieter minutes, wall clock, not in the JSON: 2 threads, bf16 + channels_last,
+  3 rounds 57.6 / 61.0 / 65.0 -> 91.2 / 93.2 / 91.3 (1.50x); 1 thread, fp32 + channels_last,
+  24.5 / 25.1 / 23.0 -> 28.3 / 25.9 / 28.3 (1.16x). torchvision's forward ran faster in
+  contiguous format than in channels_last (bf16: 81 images/s at 2 threads in one round, 46
+  at 1 thread), so against its best format the bf16 gain is about 1.15x.
+
+Why not 3x. Profiles (torch.profiler, bf16, batch 128): torchvision's forward spent its step
+on autograd adding each layer's gradient into every earlier map slice by slice (24% at 1
+thread, batch 32: 12-value strided runs in channels_last), BatchNorm over the concatenation in
+every layer, torch.cat and ReLU; convolutions 37%. After (2 threads): 1x1 convolutions as
+matrix products 35%, 3x3 convolutions 17%, scale-shift, ReLU and their backward over the
+concatenated maps about 29%, the bottleneck's BatchNorm and ReLU about 10%. Those passes are
+the architecture (each layer scales and shifts every earlier map with its own BatchNorm
+weights, then applies ReLU): each a memory-bound pass over O(L^2) data in eager PyTorch.
+Fusing them (torch.compile, the trainer's --compile) or custom kernels is what remains; the
+convolutions themselves run at a third of the matmul peak with 12-48 channels.
+Also seen once (2 threads, an earlier version of the new forward): glibc's malloc maps
+tensors over 32 MB fresh from the kernel on every step. With MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=68719476736, fp32 went 41.7 -> 59.6 images/s for torchvision's
+forward and 42.7 -> 56.0 for the new one, bf16 64.0 -> 70.5 and 88.7 -> 92.2: worth a look
+in the trainer (resident memory then stays at its peak).
 
 Two measurements, in one run:
   1. DenseNet-BC-100 (k=12), 1x28x28, batch 128, training step (train mode, cross-entropy,

@@ -13,8 +13,9 @@ where the ImageNet stem would shrink 32 px to 8 before the first block. width sc
 growth rate and the stem channels.
 
 In training mode the features run dense_train.py's forward: the same function as
-torchvision's (the tests compare them), with each map normalized once and no concatenation;
-bench/model_throughput.py measures it against torchvision's forward.
+torchvision's (the tests compare them), with each map normalized once and no concatenation.
+bench/model_throughput.py: 1.48x torchvision's training images/s for DenseNet-BC-100 in bf16
+(the registry's setting on a CPU with native bf16), about even in fp32.
 """
 
 from __future__ import annotations
@@ -107,15 +108,17 @@ register(
         torchvision_name="densenet121",
     )
 )
-# channels_last and bf16 autocast measured faster with the training forward of dense_train.py:
-# a training step at batch 128, 1x28x28, on one core of a 2-core AVX512-BF16 EPYC, images/s
-# (two rounds): densenet_bc_40 bf16 channels_last 202-219, bf16 contiguous 158-172, fp32
-# channels_last 97-112, fp32 contiguous 71-80; densenet_bc_100 46-56, 37-43, 21-24, 19-22.
+# bf16 autocast trains both faster; the memory format matters less, since the training
+# forward keeps the dense blocks in its own layout. A training step at batch 128, 1x28x28, on
+# one core of a 2-core AVX512-BF16 EPYC (CPU time, another session busy on the other core),
+# images/s over two rounds: densenet_bc_100 bf16 channels_last 55-65, bf16 contiguous 59-62,
+# fp32 channels_last 22-26, fp32 contiguous 20-22; densenet_bc_40 245-252, 225-254, 75-80,
+# 93-102. So channels_last for L=100 and contiguous for L=40 (fp32 decides: bf16 is even).
 # "densenet_bc" is the L=100 network's earlier name: the same builder, so its files load.
-for _name, _config in (
-    ("densenet_bc_40", "densenet_bc_40"),
-    ("densenet_bc_100", "densenet_bc_100"),
-    ("densenet_bc", "densenet_bc_100"),
+for _name, _config, _channels_last in (
+    ("densenet_bc_40", "densenet_bc_40", False),
+    ("densenet_bc_100", "densenet_bc_100", True),
+    ("densenet_bc", "densenet_bc_100", True),
 ):
     register(
         ModelSpec(
@@ -124,7 +127,7 @@ for _name, _config in (
             partial(build_densenet, _CONFIGS[_config]),
             head="classifier",
             torchvision_name=None,
-            channels_last=True,
+            channels_last=_channels_last,
             cpu_bf16=True,
             compact=True,
         )
