@@ -458,7 +458,7 @@ def _bench_table(names: list[str], args: argparse.Namespace, shape: str) -> Tabl
     table = Table(
         "model", "precision", "memory format", "train images/s", "infer images/s",
         "train GFLOP/s", "epoch",
-        title=f"{shape} input, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+        title=f"{shape} input, batch {args.batch_size}, threads: {torch.get_num_threads()}, "
               "measured on this machine",
         caption=f"epoch: {args.images:,} training images at the measured rate")
     for name in names:
