@@ -8,17 +8,16 @@ Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 from rich.console import Console
-from torch import nn
 
 from imgcls.config import TrainConfig, parse_duration
 from imgcls.models import create_model, get_spec, uses_channels_last
 from imgcls.models.layers import is_small_input
-from imgcls.training.runtime import autocast, pick_precision
+from imgcls.models.speed import RandomBatch, Timing
+from imgcls.training.runtime import pick_precision
 from imgcls.training.setup import PreparedData
 
 AUTO = "auto"
@@ -67,40 +66,17 @@ def choose(
 
 def training_rate(
     name: str, width: float, *, image_size: int, channels: int, num_classes: int,
-    device: torch.device, precision: str, batch_size: int = 128, steps: int = 4,
+    device: torch.device, precision: str, batch_size: int = 128,
 ) -> float:
-    """Training images/s of a fresh `name` on random data: a rough first measure, before the
-    run measures its own steps."""
+    """Training images/s of a fresh `name` on random data, timed for about a second (a few
+    steps alone scatter too much on a busy VM): a rough first measure, before the run
+    measures its own steps. The same training step as `imgcls models --bench`."""
     model = create_model(name, num_classes=num_classes, in_channels=channels,
-                         image_size=image_size, width=width).to(device)
-    channels_last = uses_channels_last(name)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+                         image_size=image_size, width=width)
+    batch = RandomBatch.make(batch_size, channels, image_size, num_classes, device,
+                             uses_channels_last(name))
     dtype = pick_precision(precision, device, cpu_bf16_pays=get_spec(name).cpu_bf16)
-    images = torch.randn(batch_size, channels, image_size, image_size, device=device)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, num_classes, (batch_size,), device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    for _ in range(2):  # the first steps build kernels: not counted
-        _step(model, optimizer, images, labels, device, dtype)
-    started, taken = time.perf_counter(), 0
-    # At least `steps`, and about a second: a few steps alone scatter too much on a busy VM.
-    while taken < steps or (time.perf_counter() - started < 1.0 and taken < 5 * steps):
-        _step(model, optimizer, images, labels, device, dtype)
-        taken += 1
-    return batch_size * taken / (time.perf_counter() - started)
-
-
-def _step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-    labels: torch.Tensor, device: torch.device, dtype: torch.dtype | None,
-) -> None:
-    with autocast(device, dtype):
-        loss = nn.functional.cross_entropy(model(images), labels)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    return Timing(seconds=1.0).training(batch.place(model), batch, dtype)
 
 
 def resolve_auto_model(
