@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+import torch
 import yaml
 
 import imgcls
@@ -135,3 +136,18 @@ def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(tmp_path) -> None:
     # The repeat: the same epochs, no budget.
     repeated = TrainConfig.from_yaml(run_dir / "config.yaml")
     assert repeated.epochs == config["epochs"] and repeated.time_budget is None
+
+
+def test_threads_default_follows_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run pinned to one core (taskset, a cpuset) must not start one thread per host core.
+    from imgcls.training import runtime
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    try:
+        runtime.set_threads(None)
+        assert torch.get_num_threads() == 1
+        runtime.set_threads(3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -59,7 +59,15 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def set_threads(threads: int | None) -> None:
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or usable_cpus())
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (taskset, a container's cpuset), not the
+    machine's count, since one thread per core too many made a pinned run's step 4-9x slower."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def seed_everything(seed: int) -> None:

@@ -4,7 +4,6 @@ the network (optionally started from pretrained weights)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from imgcls.models import (
     read_state_dict_file,
     torchvision_state_dict,
 )
+from imgcls.training.runtime import usable_cpus
 
 # Normalization statistics of a streamed train split come from this many of its images.
 STATS_SAMPLE = 5000
@@ -89,7 +89,7 @@ def prepare_data(
     split = _split(config, image_set, run_dir / "split.json", reuse_split, write_files)
     if len(split.train) == 0:
         raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")
-    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    workers = config.workers if config.workers is not None else usable_cpus()
     train = torch.as_tensor(split.train, dtype=torch.long)
     if isinstance(image_set, StreamingImageSet):
         console.print(f"{image_set.source} is larger than the in-memory limit: streaming it "
