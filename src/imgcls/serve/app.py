@@ -11,11 +11,12 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from imgcls import __version__
 from imgcls.serve import routes_v1, routes_v2
 from imgcls.serve.errors import install_error_handlers
+from imgcls.serve.guard import ClientGuardMiddleware
 from imgcls.serve.metrics import CONTENT_TYPE, MetricsMiddleware
 from imgcls.serve.security import ApiKeyMiddleware
 from imgcls.serve.service import Service
@@ -36,7 +37,8 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     app.include_router(routes_v2.router)
     _add_operations(app)
     # add_middleware wraps what is there: the last added runs first. Metrics see every
-    # answer (401s included); CORS answers preflights before the key is checked.
+    # answer (401s included); CORS answers preflights before the key is checked; the
+    # client guard, outermost, can stop everything below when the client leaves.
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     if settings.cors_origins:
@@ -44,6 +46,7 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    app.add_middleware(ClientGuardMiddleware, read_timeout_s=settings.read_timeout_s)
     return app
 
 
@@ -54,17 +57,22 @@ def _add_operations(app: FastAPI) -> None:
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", tags=["operations"],
+             summary="Liveness: the process answers and its inference worker runs")
+    async def healthz(request: Request) -> Response:
+        healthy = request.app.state.service.healthy
+        return _status(healthy, "ok", "inference worker stopped")
 
-    @app.get("/readyz", tags=["operations"],
-             summary="Readiness: the model is loaded and warmed up, and not shutting down")
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the model is loaded and "
+             "warmed up, its inference worker runs, and it is not shutting down")
     async def readyz(request: Request) -> Response:
-        ready = request.app.state.service.ready
-        return Response('{"status": "ready"}' if ready else '{"status": "not ready"}',
-                        status_code=200 if ready else 503, media_type="application/json")
+        return _status(request.app.state.service.ready, "ready", "not ready")
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
         return Response(request.app.state.service.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _status(good: bool, good_word: str, bad_word: str) -> Response:
+    return JSONResponse({"status": good_word if good else bad_word},
+                        status_code=200 if good else 503)

@@ -5,11 +5,17 @@ else arrives within `max_wait_ms`, up to `max_batch` images, and runs the model 
 in a dedicated thread, so the event loop keeps accepting requests meanwhile. The
 queue is bounded: a request that does not fit is refused at once (Overloaded -> 503)
 rather than waiting behind a backlog it would time out in anyway.
+
+The worker outlives every Exception: a batch that fails fails its own requests
+(BatchFailed), and the next batch runs. Only a BaseException (cancellation, a thread's
+SystemExit) ends it; then every waiting request fails with WorkerStopped, `alive` turns
+False (the service answers /readyz and /healthz with 503), and new work is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +25,21 @@ import torch
 
 Infer = Callable[[torch.Tensor], torch.Tensor]  # float pixels [N, C, H, W] -> probs [N, K]
 OnBatch = Callable[[int, float], None]  # (images in the batch, seconds of inference)
+OnFailure = Callable[[], None]  # a batch raised
+
+_log = logging.getLogger("imgcls.serve")
 
 
 class Overloaded(Exception):
     """The queue has no room for the request's images, or the service is draining."""
+
+
+class BatchFailed(Exception):
+    """The forward pass (or stacking the batch) raised; the cause is chained."""
+
+
+class WorkerStopped(Exception):
+    """The worker task has ended for good: nothing queued will ever run."""
 
 
 @dataclass
@@ -36,12 +53,14 @@ _STOP = None  # queued by close(): the worker stops after every job queued befor
 
 class Batcher:
     def __init__(self, infer: Infer, *, max_batch: int, max_wait_ms: float, max_queue: int,
-                 on_batch: OnBatch | None = None) -> None:
+                 on_batch: OnBatch | None = None, on_failure: OnFailure | None = None
+                 ) -> None:
         self._infer = infer
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._max_queue = max_queue
         self._on_batch = on_batch
+        self._on_failure = on_failure
         # Unbounded on purpose: submit() enforces max_queue, and close() must always be
         # able to queue its stop marker behind the jobs it drains.
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
@@ -55,13 +74,21 @@ class Batcher:
         """Images waiting for, or in, a forward pass."""
         return self._pending
 
+    @property
+    def alive(self) -> bool:
+        """Started and still running (False once it has ended, for whatever reason)."""
+        return self._worker is not None and not self._worker.done()
+
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run())
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="imgcls-batcher")
+        self._worker.add_done_callback(self._worker_ended)
 
     async def submit(self, images: list[torch.Tensor]) -> torch.Tensor:
         """Probabilities [len(images), K]; raises Overloaded when there is no room."""
         if self._closing:
             raise Overloaded("the service is shutting down")
+        if self._worker is not None and self._worker.done():
+            raise WorkerStopped("the inference worker has stopped")
         if self._pending + len(images) > self._max_queue:
             raise Overloaded(f"{self._pending} images are already waiting")
         loop = asyncio.get_running_loop()
@@ -81,17 +108,39 @@ class Batcher:
         self._closing = True
         self._queue.put_nowait(_STOP)
         if self._worker is not None:
-            await self._worker
+            await asyncio.wait([self._worker])  # never raises: a dead worker was logged
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
         while True:
             jobs, stop = await self._collect()
+            # Skipped: jobs whose request timed out or whose client left (submit cancelled
+            # their futures); nobody waits for their answer.
             jobs = [job for job in jobs if not job.future.done()]
-            if jobs:
-                await self._run_batch(jobs)
+            try:
+                if jobs:
+                    await self._run_batch(jobs)
+            except Exception as error:  # this batch's requests fail; the worker carries on
+                _log.exception("a forward pass of %d images failed", len(jobs))
+                if self._on_failure is not None:
+                    self._on_failure()
+                _fail(jobs, BatchFailed(f"{type(error).__name__}: {error}"), cause=error)
+            except BaseException:  # the worker ends: no request it holds may wait forever
+                _fail(jobs, WorkerStopped("the inference worker stopped during the batch"))
+                raise
             if stop:
                 return
+
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        """Fails what is still queued once the worker is gone, and says why it went."""
+        error = None if worker.cancelled() else worker.exception()
+        if worker.cancelled() or error is not None or not self._closing:
+            _log.critical("the inference worker stopped (%s); /readyz and /healthz answer 503 "
+                          "until the service is restarted",
+                          "cancelled" if error is None else repr(error), exc_info=error)
+        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        _fail([job for job in queued if job is not _STOP],
+              WorkerStopped("the inference worker has stopped"))
 
     async def _collect(self) -> tuple[list[_Job], bool]:
         """The next batch, and whether the stop marker came with it."""
@@ -119,17 +168,18 @@ class Batcher:
     async def _run_batch(self, jobs: list[_Job]) -> None:
         batch = torch.stack([job.image.float() for job in jobs])
         started = time.perf_counter()
-        try:
-            probabilities = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._infer, batch
-            )
-        except Exception as error:  # the requests fail with it; the worker carries on
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
+        probabilities = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._infer, batch
+        )
         if self._on_batch is not None:
             self._on_batch(len(jobs), time.perf_counter() - started)
         for job, row in zip(jobs, probabilities, strict=True):
             if not job.future.done():
                 job.future.set_result(row)
+
+
+def _fail(jobs: list[_Job], error: Exception, cause: BaseException | None = None) -> None:
+    error.__cause__ = cause
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)

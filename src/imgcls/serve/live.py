@@ -13,6 +13,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from imgcls.serve.server import uvicorn_config
+
 _START_TIMEOUT_S = 60.0
 
 
@@ -26,7 +28,7 @@ def free_port() -> int:
 def running(app: FastAPI, *, port: int | None = None) -> Iterator[str]:
     """Serve `app` until the block ends; yields the base URL once /readyz answers 200."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+    config = uvicorn_config(app, host="127.0.0.1", port=port, log_level="warning",
                             timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="imgcls-uvicorn", daemon=True)

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import torch
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from imgcls.predict import Predictor
-from imgcls.serve.batching import Batcher, Overloaded
+from imgcls.serve.batching import Batcher, BatchFailed, Overloaded, WorkerStopped
 from imgcls.serve.decoding import decode_upload
 from imgcls.serve.errors import ApiError
 from imgcls.serve.metrics import Metrics
@@ -33,9 +34,20 @@ class Service:
         self.class_names: list[str] = self.predictor.class_names
         self.batcher = Batcher(self._infer, max_batch=settings.max_batch,
                                max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
-                               on_batch=self._note_batch)
+                               on_batch=self._note_batch, on_failure=self._note_failure)
         self.metrics = Metrics(queue_depth=lambda: self.batcher.depth)
-        self.ready = False
+        self.started = False  # warmed up, and not shutting down
+
+    @property
+    def ready(self) -> bool:
+        """Readiness: started, and the batcher's worker runs."""
+        return self.started and self.batcher.alive
+
+    @property
+    def healthy(self) -> bool:
+        """Liveness: False once the worker has died while serving. No request can be
+        answered again until a restart, so the orchestrator should restart the process."""
+        return self.batcher.alive or not self.started
 
     @property
     def input_chw(self) -> tuple[int, int, int]:
@@ -46,11 +58,11 @@ class Service:
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         self.batcher.start()
         await run_in_threadpool(self._warm_up)
-        self.ready = True
+        self.started = True
         try:
             yield
         finally:  # uvicorn has stopped accepting and finished open requests by now
-            self.ready = False
+            self.started = False
             await self.batcher.close()
 
     def _warm_up(self) -> None:
@@ -64,11 +76,24 @@ class Service:
     def _note_batch(self, size: int, seconds: float) -> None:
         self.metrics.record_batch(size, seconds)
 
+    def _note_failure(self) -> None:
+        self.metrics.batch_failures.inc()
+
     async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Encoded files -> uint8 tensors, off the event loop; ApiError for a bad one."""
-        return await run_in_threadpool(
-            lambda: [decode_upload(data, name, self.predictor) for name, data in uploads]
-        )
+        """Encoded files -> uint8 tensors, off the event loop; ApiError for a bad one, 504
+        when decoding takes longer than --timeout-s."""
+        def work() -> list[torch.Tensor]:
+            return [decode_upload(data, name, self.predictor) for name, data in uploads]
+
+        # Abandoned on timeout or a dropped client: a thread cannot be stopped, but the
+        # request need not wait for it (anyio's thread limit still bounds how many run).
+        try:
+            with anyio.fail_after(self.settings.timeout_s):
+                return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except TimeoutError:  # anyio's deadline raises the builtin on every Python
+            raise ApiError(504, "decode_timeout", f"decoding took longer than "
+                           f"{self.settings.timeout_s:g} s (--timeout-s); send smaller "
+                           "images") from None
 
     async def classify(self, images: list[torch.Tensor], started: float) -> torch.Tensor:
         """Probabilities [N, K] through the batcher, within what is left of the timeout."""
@@ -80,6 +105,12 @@ class Service:
         except Overloaded as error:
             raise ApiError(503, "overloaded", f"the service is busy ({error}); retry shortly",
                            {"Retry-After": "1"}) from None
+        except WorkerStopped as error:
+            raise ApiError(503, "unavailable", f"{error}; the service needs a restart "
+                           "(its /healthz answers 503)") from None
+        except BatchFailed as error:  # logged with its traceback by the batcher
+            raise ApiError(500, "inference_failed",
+                           f"the forward pass failed ({error})") from None
         except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
             raise ApiError(504, "timeout", f"no answer within {self.settings.timeout_s:g} s "
                            "(--timeout-s); the service is overloaded or the batch too "

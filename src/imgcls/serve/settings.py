@@ -21,6 +21,9 @@ class ServeSettings:
     max_queue: int = 256  # images waiting or in a forward pass; more: 503 + Retry-After
     max_upload_mb: float = 10.0  # request body limit (413 beyond it)
     timeout_s: float = 30.0  # per request, queueing included (504 beyond it)
+    # The whole body must arrive within this (408 beyond): a stalled or trickling client
+    # otherwise holds a connection, and a place under uvicorn's limit_concurrency, forever.
+    read_timeout_s: float = 30.0
     topk: int = 5  # default ?topk
     model_name: str | None = None  # name in URLs and answers; default from the file name
     device: str | None = None  # cpu, cuda, cuda:1; default CUDA when present
@@ -31,7 +34,8 @@ class ServeSettings:
         checks = {
             "max_batch": self.max_batch >= 1, "max_queue": self.max_queue >= 1,
             "max_wait_ms": self.max_wait_ms >= 0, "max_upload_mb": self.max_upload_mb > 0,
-            "timeout_s": self.timeout_s > 0, "topk": self.topk >= 1,
+            "timeout_s": self.timeout_s > 0, "read_timeout_s": self.read_timeout_s > 0,
+            "topk": self.topk >= 1,
             "port": 0 <= self.port <= 65535,
         }
         wrong = [name for name, ok in checks.items() if not ok]
