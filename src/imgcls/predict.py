@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from imgcls.artifact import load_model
-from imgcls.data.decode import BadImageError, decode_file, to_uint8_chw
+from imgcls.data.decode import BadImageError, DecodeBudget, decode_file, to_uint8_chw
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
@@ -98,12 +98,15 @@ class Predictor:
         self.class_names: list[str] = self.metadata["class_names"]
         self.channels: int = self.metadata["input"]["channels"]
         self.image_size: int = self.metadata["input"]["height"]
+        self.budget = DecodeBudget()  # PIL's pixel limit; big images reduced early
 
     def to_uint8(self, image: ImageInput) -> torch.Tensor:
         """One input as the uint8 [C, H, W] tensor the model takes."""
         if isinstance(image, (str, Path)):
-            # The decoder training used for files (JPEGs decode at reduced scale there).
-            return decode_file(image, channels=self.channels, size=self.image_size)
+            # The decoder training used for files (JPEGs decode at reduced scale there);
+            # over the budget's size, reduced early as `imgcls serve` does (same pixels).
+            return decode_file(image, channels=self.channels, size=self.image_size,
+                               budget=self.budget)
         if isinstance(image, torch.Tensor):
             image = image.detach().cpu().numpy()
         if isinstance(image, np.ndarray):

@@ -24,14 +24,16 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+from imgcls.data import shrink
 from imgcls.errors import UserError
 
 # Modes whose alpha (or transparent palette entry / colour key) we composite on white.
@@ -69,23 +71,105 @@ def open_image(path: str | Path) -> Image.Image:
         return image
 
 
-def decode_file(path: str | Path, *, channels: int, size: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class DecodeBudget:
+    """What one image may cost to decode; prediction and serving pass one, training doesn't.
+
+    `max_pixels`: width x height from the header over this -> ImageTooLarge, before any
+    pixel is decoded (None: PIL.Image.MAX_IMAGE_PIXELS, 89 M). `exact_pixels`: images up
+    to this many pixels decode exactly as in training; larger ones (not JPEGs: libjpeg
+    already decodes those at reduced scale) are box-reduced in bands right after decoding
+    (shrink.py), so converting them costs no second full-size copy.
+    """
+
+    max_pixels: int | None = None
+    # 2048 x 2048: data sets' and web images keep their training pixels; a 24 MP RGBA
+    # photo would otherwise cost 5 full-size copies (~480 MB) on its way to 8-bit RGB.
+    exact_pixels: int = 1 << 22
+
+
+class ImageTooLarge(BadImageError):
+    """More pixels than the budget allows (or PIL's decompression-bomb limit)."""
+
+    def __init__(self, name: str | Path, width: int, height: int, limit: int) -> None:
+        self.width, self.height, self.limit = width, height, limit
+        super().__init__(name, f"{width}x{height} pixels ({width * height / 1e6:.1f} M) is "
+                               f"over the limit of {limit / 1e6:g} M pixels (a decompression "
+                               "bomb?)")
+
+
+def decode_file(path: str | Path, *, channels: int, size: int,
+                budget: DecodeBudget | None = None) -> torch.Tensor:
     """One image file -> uint8 [channels, size, size]: `to_uint8_chw(open_image(path))`,
-    faster for JPEGs (see the module docstring). Raises BadImageError like open_image."""
+    faster for JPEGs (see the module docstring), and for images over the budget's
+    `exact_pixels`, reduced early. Raises BadImageError like open_image."""
     path = _existing_file(path)
     with _bad_image_errors(path), Image.open(path) as image:
-        _reject_bomb(path, image)
-        if image.format == "JPEG" and image.mode in ("L", "RGB"):
-            image = _decode_jpeg(path, image, channels, size)
-            if isinstance(image, torch.Tensor):
-                return image
-        else:
-            image.load()
-    return to_uint8_chw(image, channels=channels, size=size)
+        loaded = load_budgeted(image, path, channels=channels, size=size, budget=budget)
+        if isinstance(loaded, torch.Tensor):
+            return loaded
+    return to_uint8_chw(loaded, channels=channels, size=size)
+
+
+def load_budgeted(image: Image.Image, source: Path | bytes, *, channels: int, size: int,
+                  budget: DecodeBudget | None = None, name: str | None = None
+                  ) -> Image.Image | torch.Tensor:
+    """Decode an opened image (`source`: its file or bytes) as cheaply as its use allows:
+    the size checked from the header first, JPEGs drafted by libjpeg, big images reduced.
+    Returns what to_uint8_chw finishes, or the final tensor (torchvision's JPEG path).
+    Raises PIL's own errors for a bad file, BadImageError for a 0x0 or too large one."""
+    name = name if name is not None else str(source)
+    _reject_bomb(name, image, budget.max_pixels if budget else None)
+    if image.format == "JPEG" and image.mode in ("L", "RGB"):
+        return _decode_jpeg(source, image, channels, size)
+    image.load()
+    if budget is not None and image.width * image.height > budget.exact_pixels:
+        return _reduce_early(image, size)
+    return image
+
+
+def _reduce_early(image: Image.Image, size: int) -> Image.Image:
+    """A big decoded image reduced by an integer factor (keeping at least twice `size`),
+    turned upright and 8-bit, without any full-size copy of it."""
+    factor = shrink.reduce_factor(image.size, size)
+    if factor == 1:
+        return image
+    orientation = _orientation(image)
+    if shrink.is_wide(image.mode):
+        reduced = shrink.wide_to_luminance(image, factor)
+    else:
+        if image.mode not in shrink.REDUCE_MODES or "transparency" in image.info:
+            image = _to_8bit_or_alpha(image)  # palette, CMYK, a colour key: a copy first
+        reduced = shrink.shrink(image, factor)
+    # The reduced image carries no EXIF, so to_uint8_chw won't turn it a second time.
+    return reduced if orientation is None else reduced.transpose(orientation)
+
+
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """The transposition EXIF orientation asks for (as ImageOps.exif_transpose applies)."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a malformed EXIF block costs the orientation, not the image
+        return None
+    return _TRANSPOSES.get(orientation)
+
+
+_TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+
+
+def _to_8bit_or_alpha(image: Image.Image) -> Image.Image:
+    """A mode shrink can't average -> RGBA when it has transparency (composited on white
+    later, after reducing), else RGB ('L' for bilevel and gray ones)."""
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.convert("L" if image.mode in ("1", "L") else "RGB")
 
 
 def _decode_jpeg(
-    path: Path, image: Image.Image, channels: int, size: int
+    source: Path | bytes, image: Image.Image, channels: int, size: int
 ) -> Image.Image | torch.Tensor:
     """A JPEG shrunk by libjpeg to the target's resized size (to_uint8_chw then only turns
     and crops it), or, where libjpeg can't shrink it, the final tensor from torchvision."""
@@ -94,7 +178,7 @@ def _decode_jpeg(
     # the scaled pixels: (0, 0, 50.0, 37.5) when 1/4 of 150 rows leaves half a row.
     _, box = image.draft(image.mode, (size, size))
     if image.size == full_size and _has_torchvision_jpeg():  # torchvision is faster then
-        return _decode_jpeg_torch(path, image.mode, channels, size)
+        return _decode_jpeg_torch(source, image.mode, channels, size)
     image.load()
     image = image.convert("L" if channels == 1 else "RGB")  # before resizing, as to_uint8_chw
     # Resized in the stored orientation, so the fractional `box` is exact; turning an image
@@ -130,9 +214,12 @@ def _bad_image_errors(path: Path) -> Iterator[None]:
         raise BadImageError(path, f"truncated or corrupt image ({_one_line(cause)})") from error
 
 
-def _decode_jpeg_torch(path: Path, file_mode: str, channels: int, size: int) -> torch.Tensor:
+def _decode_jpeg_torch(source: Path | bytes, file_mode: str, channels: int,
+                       size: int) -> torch.Tensor:
     decode_jpeg, read_modes, functional = _torchvision_image_ops()
-    data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+    encoded = (np.frombuffer(bytearray(source), dtype=np.uint8) if isinstance(source, bytes)
+               else np.fromfile(source, dtype=np.uint8))  # bytearray: torch wants it writable
+    data = torch.from_numpy(encoded)
     image = decode_jpeg(data, mode=read_modes[file_mode], apply_exif_orientation=True)
     # RGB -> gray with PIL's formula (libjpeg's own gray output is its Y plane, slightly
     # different); gray -> RGB replicates. Before resizing, as to_uint8_chw converts first.
@@ -165,15 +252,16 @@ def _has_torchvision_jpeg() -> bool:
     return True
 
 
-def _reject_bomb(path: Path, image: Image.Image) -> None:
+def _reject_bomb(name: str | Path, image: Image.Image, max_pixels: int | None = None) -> None:
+    """From the header, before decoding: a 0x0 image is corrupt; more pixels than
+    `max_pixels` (default PIL.Image.MAX_IMAGE_PIXELS) is ImageTooLarge."""
+    if image.width < 1 or image.height < 1:
+        raise BadImageError(name, f"the image is {image.width}x{image.height} pixels")
     # PIL only warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse from 1x. Turning its
     # warning into an error with warnings.catch_warnings would not be thread-safe.
-    limit = Image.MAX_IMAGE_PIXELS
-    pixels = image.width * image.height
-    if limit is not None and pixels > limit:
-        raise BadImageError(
-            path, f"decompression bomb ({pixels} pixels > PIL.Image.MAX_IMAGE_PIXELS={limit})"
-        )
+    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    if limit is not None and image.width * image.height > limit:
+        raise ImageTooLarge(name, image.width, image.height, limit)
 
 
 def to_uint8_chw(image: Image.Image, *, channels: int, size: int) -> torch.Tensor:
@@ -202,7 +290,7 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
 
 def _to_8bit(image: Image.Image, target_mode: str) -> Image.Image:
     mode = image.mode
-    if mode in ("I", "F") or mode.startswith("I;"):
+    if shrink.is_wide(mode):
         image = _wide_to_luminance(image)
     elif mode in _ALPHA_MODES or "transparency" in image.info:
         image = _composite_on_white(image)
@@ -218,18 +306,10 @@ def _wide_to_luminance(image: Image.Image) -> Image.Image:
     image turns white). So the image's range [min(0, lowest), highest] maps linearly onto
     0..255: zero stays black (unless values go negative) and the brightest value is white;
     anchored at zero rather than stretching min..max, so a flat, low-contrast image is
-    not blown up into noise.
+    not blown up into noise. Computed in bands of rows (shrink.wide_to_luminance): the
+    same pixels as over the whole image at once, without its float64 copy.
     """
-    values = np.asarray(image, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return Image.new("L", image.size, 0)
-    low = min(0.0, float(values[finite].min()))
-    high = float(values[finite].max())
-    values = np.where(finite, values, low)
-    scale = 255.0 / (high - low) if high > low else 0.0
-    scaled = np.rint((values - low) * scale).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(scaled)  # 2-D uint8 -> mode L
+    return shrink.wide_to_luminance(image)
 
 
 def _composite_on_white(image: Image.Image) -> Image.Image:
