@@ -60,6 +60,8 @@ def _add_serve(verbs: argparse._SubParsersAction) -> None:
                 "images waiting at most; more get 503", type=int)
     _env_option(command, "--max-upload-mb", defaults.max_upload_mb,
                 "request body limit in MiB", type=float)
+    _env_option(command, "--max-pixels", defaults.max_pixels, "pixels per image, checked "
+                "before decoding; more get 413 (40M, 1.5e8 or an integer)", type=pixel_count)
     _env_option(command, "--timeout-s", defaults.timeout_s, "per-request limit; 504 beyond",
                 type=float)
     _env_option(command, "--topk", defaults.topk, "default number of classes answered",
@@ -72,12 +74,23 @@ def _add_serve(verbs: argparse._SubParsersAction) -> None:
                 choices=("critical", "error", "warning", "info", "debug"))
 
 
+def pixel_count(text: str | int) -> int:
+    """`40M`, `100m`, `1.5e8` or `40000000` -> pixels (argparse reports a ValueError)."""
+    text = str(text).strip().upper()
+    scale = 1_000_000 if text.endswith("M") else 1
+    try:
+        return int(float(text.removesuffix("M")) * scale)
+    except OverflowError:  # `inf`: argparse reports only ValueError as a bad value
+        raise ValueError(text) from None
+
+
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
     origins = tuple(origin.strip() for origin in args.cors_origin.split(",") if origin.strip())
     return ServeSettings(
         host=args.host, port=args.port, api_key=args.api_key or None, cors_origins=origins,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s, topk=args.topk,
+        max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
+        timeout_s=args.timeout_s, topk=args.topk,
         model_name=args.model_name, device=args.device, threads=args.threads,
         log_level=args.log_level,
     )

@@ -7,25 +7,92 @@ One input per request, either
 Outputs: `probabilities` FP32 [N, K] and `labels` BYTES [N] (the top-1 class names).
 Triton's binary tensor extension is supported both ways (what tritonclient sends by
 default): the JSON header's length in `Inference-Header-Content-Length`, tensors after it.
+
+The JSON is parsed by pydantic (its Rust parser refuses nesting deeper than 200 levels, so
+no input can exhaust Python's stack) into the models below; every malformed request is a
+400 `invalid_tensor` naming the bad field, more images than the queue holds a 413.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, ValidationError
 
 from imgcls.serve.errors import ApiError
 
 HEADER_LENGTH = "inference-header-content-length"
 PIXEL_TYPES = {"FP32": np.float32, "UINT8": np.uint8}
 OUTPUTS = ("probabilities", "labels")
+# A length within a body of at most --max-upload-mb: a few digits. Thousands of them would
+# make int() itself fail (Python refuses to parse over 4300 digits).
+_LENGTH = re.compile(r"[0-9]{1,15}")
+
+
+class _Schema(BaseModel):
+    # strict: "3" is not a shape, true is not a number. Fields beyond these are allowed
+    # (the protocol's extensions and clients' own parameters) and ignored.
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class TensorParameters(_Schema):
+    binary_data_size: NonNegativeInt | None = None
+
+
+class InputTensor(_Schema):
+    name: str = "input"
+    shape: list[NonNegativeInt] = Field(max_length=8)
+    datatype: str
+    parameters: TensorParameters | None = None
+    data: list[Any] | None = None  # checked against the datatype by _BASE64 / _NUMBERS
+
+
+class OutputParameters(_Schema):
+    binary_data: bool | None = None
+
+
+class RequestedOutput(_Schema):
+    name: str
+    parameters: OutputParameters | None = None
+
+
+class RequestParameters(_Schema):
+    binary_data_output: bool | None = None
+
+
+class InferenceRequestDocument(_Schema):
+    id: str | None = None
+    parameters: RequestParameters | None = None
+    inputs: list[InputTensor] = Field(min_length=1, max_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+class OutputTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = None
+    parameters: dict[str, int] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[OutputTensor]
+
+
+# BYTES `data`: [N] strings, or [N, 1] sent nested. Numbers: flat, or nested by dimension.
+_BASE64 = TypeAdapter(list[str] | list[list[str]], config=ConfigDict(strict=True))
+_NUMBERS = TypeAdapter(list[float] | list[list[float]] | list[list[list[float]]]
+                       | list[list[list[list[float]]]], config=ConfigDict(strict=True))
 
 
 @dataclass
@@ -37,71 +104,91 @@ class InferRequest:
     outputs: dict[str, bool]  # requested output -> binary?
 
 
-def parse_request(body: bytes, header_length: str | None,
-                  chw: tuple[int, int, int]) -> InferRequest:
+def parse_request(body: bytes, header_length: str | None, chw: tuple[int, int, int],
+                  max_images: int) -> InferRequest:
+    """An inference request's body -> what to run; ApiError for anything malformed, before
+    any image is decoded."""
     document, binary = _split_body(body, header_length)
-    inputs = document.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise _bad("`inputs` must be a list holding exactly one tensor")
-    tensor = inputs[0]
-    name, datatype = tensor.get("name", "input"), tensor.get("datatype")
-    shape = _shape(tensor.get("shape"))
+    tensor = document.inputs[0]
+    _check_count(tensor.shape[0] if tensor.shape else 0, max_images)
     raw = _binary_data(tensor, binary)
-    if datatype == "BYTES":
-        encoded = _bytes_elements(tensor, raw, shape)
-        return InferRequest(document.get("id"), name, encoded, None, _outputs(document))
-    if datatype in PIXEL_TYPES:
-        pixels = _pixels(tensor, raw, shape, datatype, chw)
-        return InferRequest(document.get("id"), name, None, pixels, _outputs(document))
-    raise _bad(f"input datatype {datatype!r} is not BYTES, FP32 or UINT8")
+    outputs = _outputs(document)
+    if tensor.datatype == "BYTES":
+        encoded = _bytes_elements(tensor, raw, max_images)
+        return InferRequest(document.id, tensor.name, encoded, None, outputs)
+    if tensor.datatype in PIXEL_TYPES:
+        pixels = _pixels(tensor, raw, chw)
+        return InferRequest(document.id, tensor.name, None, pixels, outputs)
+    raise _bad(f"input datatype {tensor.datatype[:40]!r} is not BYTES, FP32 or UINT8")
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+def _split_body(body: bytes, header_length: str | None
+                ) -> tuple[InferenceRequestDocument, bytes]:
     if not body:
         raise ApiError(400, "empty_body", "the request body is empty")
-    json_size = len(body)
-    if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise _bad("Inference-Header-Content-Length is not a length within the body")
-        json_size = int(header_length)
+    json_size = _json_size(header_length, len(body))
     try:
-        document = json.loads(body[:json_size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _bad(f"the inference request is not JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise _bad("the inference request must be a JSON object")
+        document = InferenceRequestDocument.model_validate_json(body[:json_size])
+    except ValidationError as error:
+        raise _bad(f"not an inference request: {_problems(error)}") from None
     return document, body[json_size:]
 
 
-def _shape(shape: Any) -> list[int]:
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise _bad("`shape` must be a list of non-negative integers")
-    return shape
+def _json_size(header_length: str | None, body_size: int) -> int:
+    if header_length is None:
+        return body_size
+    if not _LENGTH.fullmatch(header_length) or int(header_length) > body_size:
+        raise ApiError(400, "invalid_header_length",
+                       f"Inference-Header-Content-Length {header_length[:20]!r} is not a "
+                       f"length (1 to 15 digits) within the {body_size}-byte body")
+    return int(header_length)
 
 
-def _binary_data(tensor: dict[str, Any], binary: bytes) -> bytes | None:
-    parameters = tensor.get("parameters") or {}
-    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+def _problems(error: ValidationError, most: int = 5) -> str:
+    """pydantic's errors as `inputs.0.shape.1: Input should be ...`, without the values."""
+    problems = [f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+                for item in error.errors(include_url=False)[:most]]
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _check_count(images: int, max_images: int) -> None:
+    if images > max_images:
+        raise ApiError(413, "too_many_images",
+                       f"the request holds {images} images; at most {max_images} per "
+                       "request (--max-queue): split it")
+
+
+def _binary_data(tensor: InputTensor, binary: bytes) -> bytes | None:
+    size = tensor.parameters.binary_data_size if tensor.parameters else None
     if size is None:
+        if binary:
+            raise _bad(f"{len(binary)} bytes follow the JSON header, but the input has no "
+                       "`binary_data_size`")
         return None
-    if not isinstance(size, int) or size != len(binary):
+    if size != len(binary):
         raise _bad(f"binary_data_size {size} does not match the {len(binary)} bytes sent")
     return binary
 
 
-def _bytes_elements(tensor: dict[str, Any], raw: bytes | None, shape: list[int]) -> list[bytes]:
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise _bad(f"a BYTES input has shape [N] or [N, 1]; got {shape}")
-    elements = _unpack_bytes(raw) if raw is not None else _base64_list(tensor.get("data"))
-    if len(elements) != shape[0] or not elements:
+def _bytes_elements(tensor: InputTensor, raw: bytes | None, max_images: int) -> list[bytes]:
+    shape = tensor.shape
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
+        raise _bad(f"a BYTES input has shape [N] or [N, 1], N >= 1; got {shape}")
+    if raw is not None:
+        elements = _unpack_bytes(raw, shape[0])
+    else:
+        elements = _base64_list(tensor.data, max_images)
+    if len(elements) != shape[0]:
         raise _bad(f"shape {shape} says {shape[0]} images; {len(elements)} were sent")
     return elements
 
 
-def _unpack_bytes(raw: bytes) -> list[bytes]:
-    """Triton's BYTES serialization: per element a little-endian uint32 length, then data."""
+def _unpack_bytes(raw: bytes, most: int) -> list[bytes]:
+    """Triton's BYTES serialization: per element a little-endian uint32 length, then data;
+    stops past `most` elements (the count is wrong then anyway)."""
     elements, offset = [], 0
-    while offset < len(raw):
+    while offset < len(raw) and len(elements) <= most:
         if offset + 4 > len(raw):
             raise _bad("binary BYTES data ends inside an element's length")
         (length,) = struct.unpack_from("<I", raw, offset)
@@ -113,19 +200,25 @@ def _unpack_bytes(raw: bytes) -> list[bytes]:
     return elements
 
 
-def _base64_list(data: Any) -> list[bytes]:
-    if isinstance(data, list) and len(data) > 0 and isinstance(data[0], list):
-        data = [item for row in data for item in row]  # [N, 1] sent nested
-    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-        raise _bad("BYTES `data` must be a list of base64-encoded image files")
+def _base64_list(data: list[Any] | None, max_images: int) -> list[bytes]:
     try:
-        return [base64.b64decode(item, validate=True) for item in data]
+        items = _BASE64.validate_python(data)
+    except ValidationError:
+        raise _bad("BYTES `data` must be a list of base64-encoded image files (or of "
+                   "one-element lists of them)") from None
+    if items and isinstance(items[0], list):
+        if not all(len(row) == 1 for row in items):
+            raise _bad("BYTES `data` sent nested must be [N, 1]: one file per row")
+        items = [row[0] for row in items]
+    _check_count(len(items), max_images)
+    try:
+        return [base64.b64decode(item, validate=True) for item in items]
     except (binascii.Error, ValueError):
         raise _bad("BYTES `data` holds a string that is not base64") from None
 
 
-def _pixels(tensor: dict[str, Any], raw: bytes | None, shape: list[int], datatype: str,
-            chw: tuple[int, int, int]) -> np.ndarray:
+def _pixels(tensor: InputTensor, raw: bytes | None, chw: tuple[int, int, int]) -> np.ndarray:
+    shape, datatype = tensor.shape, tensor.datatype
     if len(shape) != 4 or tuple(shape[1:]) != chw or shape[0] < 1:
         expected = ", ".join(str(side) for side in chw)
         raise _bad(f"a {datatype} input has shape [N, {expected}] for this model; got {shape}")
@@ -136,9 +229,10 @@ def _pixels(tensor: dict[str, Any], raw: bytes | None, shape: list[int], datatyp
             raise _bad(f"{len(raw)} bytes of {datatype} do not fill shape {shape}")
         return _finite(np.frombuffer(raw, dtype=dtype).reshape(shape))
     try:
-        values = np.asarray(tensor.get("data"), dtype=dtype)
-    except (TypeError, ValueError, OverflowError):
-        raise _bad(f"`data` is not a list of {datatype} numbers") from None
+        values = np.asarray(_NUMBERS.validate_python(tensor.data), dtype=dtype)
+    except (ValidationError, ValueError, OverflowError):
+        # Not numbers, ragged nesting (ValueError), or out of UINT8's range (Overflow).
+        raise _bad(f"`data` is not a list (flat or nested) of {datatype} numbers") from None
     if values.size != count:
         raise _bad(f"{values.size} values do not fill shape {shape}")
     return _finite(values.reshape(shape))
@@ -150,22 +244,19 @@ def _finite(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def _outputs(document: dict[str, Any]) -> dict[str, bool]:
+def _outputs(document: InferenceRequestDocument) -> dict[str, bool]:
     """Requested outputs -> whether each goes back as binary (tritonclient's default when it
     names none: `binary_data_output`)."""
-    parameters = document.get("parameters") or {}
-    default_binary = bool(isinstance(parameters, dict) and parameters.get("binary_data_output"))
-    requested = document.get("outputs")
-    if requested is None:
+    parameters = document.parameters
+    default_binary = bool(parameters and parameters.binary_data_output)
+    if document.outputs is None:
         return dict.fromkeys(OUTPUTS, default_binary)
-    if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
-        raise _bad("`outputs` must be a list of objects with a `name`")
     outputs = {}
-    for output in requested:
-        if output.get("name") not in OUTPUTS:
-            raise _bad(f"unknown output {output.get('name')!r}; this model has {list(OUTPUTS)}")
-        output_parameters = output.get("parameters") or {}
-        outputs[output["name"]] = bool(output_parameters.get("binary_data", default_binary))
+    for output in document.outputs:
+        if output.name not in OUTPUTS:
+            raise _bad(f"unknown output {output.name[:40]!r}; this model has {list(OUTPUTS)}")
+        binary = output.parameters.binary_data if output.parameters else None
+        outputs[output.name] = default_binary if binary is None else binary
     return outputs
 
 
@@ -174,25 +265,22 @@ def encode_response(request: InferRequest, model_name: str, probabilities: np.nd
     """The answer's body, and the JSON header's length when binary tensors follow it."""
     tensors = {
         "probabilities": ("FP32", list(probabilities.shape),
-                          probabilities.astype(np.float32), probabilities.tolist()),
+                          probabilities.astype(np.float32).tobytes(), probabilities.tolist()),
         "labels": ("BYTES", [len(labels)], _pack_bytes(labels), labels),
     }
     outputs, blobs = [], []
     for name, binary in request.outputs.items():
-        datatype, shape, packed, values = tensors[name]
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        datatype, shape, blob, values = tensors[name]
         if binary:
-            blob = packed if isinstance(packed, bytes) else packed.tobytes()
-            entry["parameters"] = {"binary_data_size": len(blob)}
+            outputs.append(OutputTensor(name=name, datatype=datatype, shape=shape,
+                                        parameters={"binary_data_size": len(blob)}))
             blobs.append(blob)
         else:
-            entry["data"] = values
-        outputs.append(entry)
-    document: dict[str, Any] = {"model_name": model_name, "model_version": "1",
-                                "outputs": outputs}
-    if request.id is not None:
-        document["id"] = request.id
-    header = json.dumps(document).encode()
+            outputs.append(OutputTensor(name=name, datatype=datatype, shape=shape,
+                                        data=values))
+    response = InferenceResponse(model_name=model_name, model_version="1", id=request.id,
+                                 outputs=outputs)
+    header = response.model_dump_json(exclude_none=True).encode()
     return header + b"".join(blobs), (len(header) if blobs else None)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from imgcls.serve.decoding import app_decoder
 from imgcls.serve.service import Service
 from imgcls.serve.uploads import read_uploads
 
@@ -26,8 +27,9 @@ async def predict(request: Request, topk: int | None = Query(None, ge=1, le=1000
     started = time.perf_counter()
     service: Service = request.app.state.service
     settings = service.settings
-    uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_queue + 1)
-    images = await service.decode(uploads)
+    # More images than the queue holds could never be answered: 413 before decoding.
+    uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_queue)
+    images = await app_decoder(request).decode(uploads)
     probabilities = await service.classify(images, started)
     predictions = []
     for (name, _), row in zip(uploads, probabilities, strict=True):

@@ -10,6 +10,7 @@ import torch
 from fastapi import APIRouter, Request, Response
 
 from imgcls import __version__
+from imgcls.serve.decoding import app_decoder
 from imgcls.serve.errors import ApiError
 from imgcls.serve.kserve import HEADER_LENGTH, encode_response, parse_request
 from imgcls.serve.security import read_body
@@ -70,10 +71,12 @@ async def infer(request: Request, name: str) -> Response:
     started = time.perf_counter()
     service = _service(request, name)
     body = await read_body(request, service.settings.max_upload_bytes)
-    parsed = parse_request(body, request.headers.get(HEADER_LENGTH), service.input_chw)
+    parsed = parse_request(body, request.headers.get(HEADER_LENGTH), service.input_chw,
+                           max_images=service.settings.max_queue)
     if parsed.encoded is not None:
-        names = [f"{parsed.input_name}[{index}]" for index in range(len(parsed.encoded))]
-        images = await service.decode(list(zip(names, parsed.encoded, strict=True)))
+        names = [f"{parsed.input_name[:64]}[{index}]" for index in range(len(parsed.encoded))]
+        uploads = list(zip(names, parsed.encoded, strict=True))
+        images = await app_decoder(request).decode(uploads)
     else:
         images = list(torch.from_numpy(np.array(parsed.pixels, dtype=np.float32)))
     probabilities = (await service.classify(images, started)).numpy()

@@ -20,6 +20,10 @@ class ServeSettings:
     max_wait_ms: float = 20.0
     max_queue: int = 256  # images waiting or in a forward pass; more: 503 + Retry-After
     max_upload_mb: float = 10.0  # request body limit (413 beyond it)
+    # Pixels per image, from its header, before decoding (413 beyond): a 167 KiB PNG can
+    # claim 9400x9400. 40 M keeps every phone or DSLR photo up to 40 MP (7700x5200), far
+    # over any model's input, and bounds one decode to 160 MB (RGBA at 4 bytes a pixel).
+    max_pixels: int = 40_000_000
     timeout_s: float = 30.0  # per request, queueing included (504 beyond it)
     # The whole body must arrive within this (408 beyond): a stalled or trickling client
     # otherwise holds a connection, and a place under uvicorn's limit_concurrency, forever.
@@ -34,6 +38,7 @@ class ServeSettings:
         checks = {
             "max_batch": self.max_batch >= 1, "max_queue": self.max_queue >= 1,
             "max_wait_ms": self.max_wait_ms >= 0, "max_upload_mb": self.max_upload_mb > 0,
+            "max_pixels": self.max_pixels >= 1,
             "timeout_s": self.timeout_s > 0, "read_timeout_s": self.read_timeout_s > 0,
             "topk": self.topk >= 1,
             "port": 0 <= self.port <= 65535,
