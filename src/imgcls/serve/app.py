@@ -17,7 +17,7 @@ from imgcls import __version__
 from imgcls.serve import routes_v1, routes_v2
 from imgcls.serve.errors import install_error_handlers
 from imgcls.serve.guard import ClientGuardMiddleware
-from imgcls.serve.metrics import CONTENT_TYPE, MetricsMiddleware
+from imgcls.serve.metrics import MetricsMiddleware
 from imgcls.serve.security import ApiKeyMiddleware
 from imgcls.serve.service import Service
 from imgcls.serve.settings import ServeSettings
@@ -70,7 +70,9 @@ def _add_operations(app: FastAPI) -> None:
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
-        return Response(request.app.state.service.metrics.render(), media_type=CONTENT_TYPE)
+        body, content_type = request.app.state.service.metrics.render(
+            request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
 
 def _status(good: bool, good_word: str, bad_word: str) -> Response:
