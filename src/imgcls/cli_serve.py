@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from imgcls.errors import UserError
+from imgcls.serve.security import is_loopback, read_key_file
 from imgcls.serve.settings import ServeSettings
 
 _DEFAULTS = ServeSettings()
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_YES, _NO = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
 def add_serve_commands(verbs: argparse._SubParsersAction) -> None:
@@ -50,6 +51,12 @@ def _add_serve(verbs: argparse._SubParsersAction) -> None:
     _env_option(command, "--port", defaults.port, "TCP port", type=int)
     _env_option(command, "--api-key", None, "require `Authorization: Bearer KEY` on every "
                 "route but health")
+    _env_option(command, "--api-key-file", None, "read the API key from this file (a Docker "
+                "or Kubernetes secret)")
+    command.add_argument("--insecure", action="store_const", const="1",
+                         default=os.environ.get("IMGCLS_INSECURE", ""),
+                         help="serve on a non-loopback --host without an API key (env "
+                              "IMGCLS_INSECURE=1; refused otherwise)")
     _env_option(command, "--cors-origin", "", "allow browser calls from these origins "
                 "(comma-separated; none by default)")
     _env_option(command, "--max-batch", defaults.max_batch, "images per forward pass",
@@ -64,6 +71,8 @@ def _add_serve(verbs: argparse._SubParsersAction) -> None:
                 "before decoding; more get 413 (40M, 1.5e8 or an integer)", type=pixel_count)
     _env_option(command, "--timeout-s", defaults.timeout_s, "per-request limit; 504 beyond",
                 type=float)
+    _env_option(command, "--read-timeout-s", defaults.read_timeout_s,
+                "the request body must arrive within this; 408 beyond", type=float)
     _env_option(command, "--topk", defaults.topk, "default number of classes answered",
                 type=int)
     _env_option(command, "--model-name", None, "name in URLs (default: from the file name)")
@@ -87,10 +96,10 @@ def pixel_count(text: str | int) -> int:
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
     origins = tuple(origin.strip() for origin in args.cors_origin.split(",") if origin.strip())
     return ServeSettings(
-        host=args.host, port=args.port, api_key=args.api_key or None, cors_origins=origins,
+        host=args.host, port=args.port, api_key=_api_key(args), cors_origins=origins,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
-        timeout_s=args.timeout_s, topk=args.topk,
+        timeout_s=args.timeout_s, read_timeout_s=args.read_timeout_s, topk=args.topk,
         model_name=args.model_name, device=args.device, threads=args.threads,
         log_level=args.log_level,
     )
@@ -100,24 +109,47 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from imgcls.serve import create_app
+    from imgcls.serve.server import uvicorn_config
 
     if not args.model:
         raise UserError("serve needs a MODEL (a model.safetensors, run directory or .onnx), "
                         "or IMGCLS_MODEL")
     settings = serve_settings(args)
+    check_exposure(settings, insecure=_yes(args.insecure, "--insecure / IMGCLS_INSECURE"))
     app = create_app(args.model, settings)
-    if settings.host not in _LOOPBACK and not settings.api_key:
-        print(f"imgcls: warning: serving on {settings.host} without --api-key: anyone who "
-              "can reach this port can use the model", file=sys.stderr)
     print(f"imgcls: serving {app.state.service.model_name} on "
           f"http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr)
-    # On SIGTERM uvicorn stops accepting, lets open requests finish (at most this long),
-    # then runs the lifespan's shutdown, which drains the batch queue.
-    config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                            log_level=settings.log_level,
-                            timeout_graceful_shutdown=int(settings.timeout_s) + 5)
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn_config(app)).run()
     return 0
+
+
+def check_exposure(settings: ServeSettings, insecure: bool) -> None:
+    """Safe by default: a port others can reach needs an API key, or an explicit
+    --insecure (then a warning)."""
+    if is_loopback(settings.host) or settings.api_key:
+        return
+    if not insecure:
+        raise UserError(f"refusing to serve on {settings.host} without an API key (anyone "
+                        "who can reach the port could use the model): set --api-key or "
+                        "IMGCLS_API_KEY (or IMGCLS_API_KEY_FILE), bind --host 127.0.0.1, or "
+                        "pass --insecure (IMGCLS_INSECURE=1) to serve it open")
+    print(f"imgcls: warning: --insecure: serving on {settings.host} without an API key; "
+          "anyone who can reach this port can use the model", file=sys.stderr)
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key and args.api_key_file:
+        raise UserError("give the API key once: --api-key (IMGCLS_API_KEY) or "
+                        "--api-key-file (IMGCLS_API_KEY_FILE), not both")
+    if args.api_key_file:
+        return read_key_file(args.api_key_file)
+    return args.api_key or None
+
+
+def _yes(value: str, name: str) -> bool:
+    if value.strip().lower() not in _YES | _NO:
+        raise UserError(f"{name} is {value!r}; use 1/true/yes or 0/false/no")
+    return value.strip().lower() in _YES
 
 
 def _add_export(verbs: argparse._SubParsersAction) -> None:

@@ -1,9 +1,11 @@
-"""The API key check and the bounded request body."""
+"""The API key check, who may be served without one, and the bounded request body."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -13,6 +15,31 @@ from imgcls.serve.errors import ApiError, error_body
 # Probes must work without the key; the page at / is static and asks for the key itself.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/",
                         "/favicon.ico"})
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`: only this machine can connect. A name other than
+    localhost may resolve to anything, so it counts as exposed."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def read_key_file(path: str | Path) -> str:
+    """The key in a file (Docker and Kubernetes secrets are files), without the line end
+    editors and `echo` add; an empty or unreadable file is the operator's mistake."""
+    from imgcls.errors import UserError
+
+    try:
+        key = Path(path).read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the API key file {path} ({error})") from None
+    if not key:
+        raise UserError(f"the API key file {path} is empty")
+    return key
 
 
 class ApiKeyMiddleware:
