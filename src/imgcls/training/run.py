@@ -289,9 +289,10 @@ def epoch_batches(
 
 def checkpoint(run: Run) -> dict[str, Any]:
     """Everything `restore` needs to continue exactly (last.pt)."""
-    from imgcls.training.state import rng_state
+    from imgcls.training.state import FINGERPRINT_KEY, config_fingerprint, rng_state
 
     state = {
+        FINGERPRINT_KEY: config_fingerprint(run.config),  # resume checks config.yaml by it
         "position": asdict(run.position),
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),

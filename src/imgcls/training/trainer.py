@@ -124,11 +124,13 @@ def resume(
     if epochs is not None:
         config.epochs = epochs
     config.validate()
+    # Before anything is written: a damaged last.pt, or one saved with other settings than
+    # config.yaml, is a UserError naming the file.
+    state = load_state(state_file, config)
     info = distributed.from_environment()
     if info.is_main:
         _remove_partial_writes(run_dir)
         write_text(run_dir / "config.yaml", config.to_yaml())
-    state = load_state(state_file)
     run = assemble(config, run_dir, _console(console, info), resume_state=state, info=info)
     return _loop(run, show_progress and info.is_main)
 
