@@ -80,7 +80,6 @@ def train(
     if info.is_main:
         run_dir = prepare_run_dir(config, overwrite=overwrite)
         write_text(run_dir / "config.yaml", config.to_yaml())
-        (run_dir / "history.jsonl").unlink(missing_ok=True)  # ours, from an overwritten run
     # Rank 0 picks the directory (runs/x-2 when runs/x exists); every rank uses that one.
     run_dir = Path(distributed.share(str(run_dir), info))
     config.output = str(run_dir)
