@@ -68,16 +68,27 @@ def _check(args: argparse.Namespace) -> int:
 
 def _add_restore(data_verbs: argparse._SubParsersAction) -> None:
     command = data_verbs.add_parser(
-        "restore", help="move quarantined files back where they were")
+        "restore", help="move quarantined files back where they were",
+        description="Moves back only files inside the manifest's folder, only to their place "
+                    "inside the data root the manifest records, only when their sha256 "
+                    "matches and nothing lies there now; every other entry is named, with "
+                    "the reason, and stays quarantined.")
     command.set_defaults(handler=_restore)
     command.add_argument("manifest", metavar="MANIFEST",
                          help="the manifest.json of a quarantine folder (or the folder)")
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from imgcls.data.doctor import display
-    from imgcls.data.quarantine import restore
+    import sys
 
-    count = restore(args.manifest)
+    from imgcls.data.doctor import display
+    from imgcls.data.quarantine import RestoreRefused, restore
+
+    try:
+        count = restore(args.manifest)
+    except RestoreRefused as refused:
+        for refusal in refused.refusals:  # each refused entry and why, one line apiece
+            print(f"not restored: {refusal}", file=sys.stderr)
+        raise
     print(f"restored {count} file(s) from {display(args.manifest)}")
     return 0

@@ -1,46 +1,63 @@
 """Move bad files out of a data set, and back: never delete, never overwrite.
 
 `quarantine` moves the files the doctor found broken into a folder, keeping their path
-relative to the data root, and lists them in <folder>/manifest.json:
-{"version": 1, "entries": [{original, quarantined, reason, sha256}]}; `original` is
-absolute, `quarantined` relative to the manifest's folder (so the folder may move). The
-manifest is written before any file moves, so an interrupted run can still be restored.
-`restore` moves each file back after checking its sha256, keeps in the manifest what it
-could not restore, and deletes the manifest once it is empty.
-
-Paths in the manifest are os.fsdecode strings: a non-UTF-8 name is kept exactly (JSON
-escapes its surrogates, and Python's json reads them back).
+relative to the data root, and lists them, with the root, in <folder>/manifest.json (see
+quarantine_manifest). The manifest is written before any file moves, so an interrupted run
+can still be restored. `restore` trusts the manifest no further than restore_checks
+allows: only files inside the manifest's folder go back, only to their place inside the
+data root, only with a matching sha256 and never over an existing file. It keeps in the
+manifest what it could not restore, and deletes the manifest once it is empty.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from imgcls.data.doctor import FILE_ERROR_KINDS, DoctorReport, Finding, display
+from imgcls.data.quarantine_manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    read_manifest,
+    write_manifest,
+)
+from imgcls.data.restore_checks import OUTSIDE_ROOT, PlannedMove, plan_move, source_problem
 from imgcls.errors import UserError
-from imgcls.io import write_json
 
-MANIFEST_NAME = "manifest.json"
-_OUTSIDE = "_outside_root"  # where files that lie outside the data root go (CSV sources)
+__all__ = ["MANIFEST_NAME", "RestoreRefused", "files_to_quarantine", "quarantine", "restore"]
+
 _HASH_CHUNK = 1 << 20
+# Open without following a symbolic link at the last step (0 where the system has no such flag).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class RestoreRefused(UserError):
+    """Some entries were not restored; `refusals` says why for each, one line apiece."""
+
+    def __init__(self, message: str, refusals: list[str]) -> None:
+        super().__init__(message)
+        self.refusals = refusals
 
 
 def quarantine(report: DoctorReport, root: str | Path, target: str | Path) -> Path:
     """Move every file with a file error in `report` into `target`; return the manifest.
 
     Raises UserError, before anything moves, when `target` lies inside the data (the
-    quarantined files would be scanned as a class) or already holds a file of the same
-    name. A second quarantine into the same folder adds to its manifest.
+    quarantined files would be scanned as a class), already holds a file of the same
+    name, or holds the quarantine of another data root. A second quarantine of the same
+    data into the same folder adds to its manifest.
     """
     root, target = Path(root).resolve(), Path(target).expanduser().resolve()
     _refuse_inside_data(root, target)
     manifest = target / MANIFEST_NAME
-    entries = _read_entries(manifest) if manifest.exists() else []
+    earlier = read_manifest(manifest) if manifest.exists() else Manifest(root)
+    if earlier.root not in (None, root):
+        raise UserError(f"{display(str(target))} holds the quarantine of "
+                        f"{display(str(earlier.root))}; choose another --quarantine folder "
+                        f"for {display(str(root))}")
     moves = [(Path(f.path), target / _relative_to_root(Path(f.path), root), f.reason)
              for f in files_to_quarantine(report)]
     taken = [destination for _, destination, _ in moves if os.path.lexists(destination)]
@@ -52,7 +69,7 @@ def quarantine(report: DoctorReport, root: str | Path, target: str | Path) -> Pa
                 .as_posix(), "reason": reason, "sha256": _sha256_or_none(source)}
                for source, destination, reason in moves]
     # Written first: if a move fails halfway, restore still knows where everything went.
-    _write_entries(manifest, entries + planned)
+    write_manifest(manifest, Manifest(root, earlier.entries + planned))
     for source, destination, _ in moves:
         _move_without_overwrite(source, destination)
     return manifest
@@ -68,24 +85,19 @@ def files_to_quarantine(report: DoctorReport) -> list[Finding]:
 def restore(manifest: str | Path) -> int:
     """Move the files listed in `manifest` back; return how many were restored.
 
-    A file is not restored when something now lies at its original path, or when its
-    bytes changed in quarantine (sha256); those stay listed and quarantined, and a
-    UserError names the first after the others are restored. The manifest is deleted once
-    every entry is back; the folders the quarantine made go as they empty.
+    An entry that restore_checks refuses, whose file changed in quarantine (sha256), or
+    whose original path is taken again, stays quarantined and listed; RestoreRefused names
+    each (after the others are restored). The manifest is deleted once every entry is
+    back; the folders the quarantine made go as they empty.
     """
-    manifest = Path(manifest).expanduser().resolve()
-    if manifest.is_dir():
-        manifest = manifest / MANIFEST_NAME
-    if not manifest.is_file():
-        raise UserError(f"no quarantine manifest at {display(str(manifest))}; pass the "
-                        f"{MANIFEST_NAME} that `imgcls data check --quarantine DIR` wrote")
-    entries = _read_entries(manifest)
+    path = _manifest_path(manifest)
+    document = read_manifest(path)
     remaining: list[dict[str, Any]] = []
     refusals: list[str] = []
     restored = done = 0
     try:
-        for entry in entries:
-            refusal = _restore_one(entry, manifest.parent)
+        for entry in document.entries:
+            refusal = _restore_one(entry, path.parent, document.root)
             done += 1
             if refusal is None:
                 restored += 1
@@ -94,28 +106,51 @@ def restore(manifest: str | Path) -> int:
                 refusals.append(refusal)
     finally:
         # Entries not reached (an unexpected error) stay listed with the refused ones.
-        _finish_manifest(manifest, remaining + entries[done:])
+        _finish_manifest(path, Manifest(document.root, remaining + document.entries[done:]))
     if refusals:
-        raise UserError(f"restored {restored} file(s); {len(refusals)} left in quarantine "
-                        f"and in {display(str(manifest))}, first: {refusals[0]}")
+        raise RestoreRefused(f"restored {restored} file(s); {len(refusals)} left in quarantine "
+                             f"and in {display(str(path))}, first: {refusals[0]}", refusals)
     return restored
 
 
-def _restore_one(entry: dict[str, Any], folder: Path) -> str | None:
+def _manifest_path(manifest: str | Path) -> Path:
+    path = Path(manifest).expanduser().resolve()
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(f"no quarantine manifest at {display(str(path))}; pass the "
+                        f"{MANIFEST_NAME} that `imgcls data check --quarantine DIR` wrote")
+    return path
+
+
+def _restore_one(entry: dict[str, Any], folder: Path, root: Path | None) -> str | None:
     """None when restored; otherwise why not ("" when it already is back)."""
-    original, quarantined = Path(entry["original"]), folder / entry["quarantined"]
-    if not os.path.lexists(quarantined):
-        if original.is_file() and _sha256(original) == entry["sha256"]:
+    move = plan_move(entry, folder, root)
+    if isinstance(move, str):
+        return move
+    name = display(str(move.source))
+    if not os.path.lexists(move.source):
+        if _is_back(move):
             return ""  # an interrupted quarantine never moved it
-        return f"{display(str(quarantined))} is missing"
-    if os.path.lexists(original):
-        return (f"{display(str(original))} exists again; move it away and run "
+        return f"{name} is missing"
+    problem = source_problem(move.source)
+    if problem:
+        return f"{name} {problem}"
+    if os.path.lexists(move.destination):
+        return (f"{display(str(move.destination))} exists again; move it away and run "
                 f"`imgcls data restore` again")
-    if entry["sha256"] is not None and _sha256(quarantined) != entry["sha256"]:
-        return f"{display(str(quarantined))} changed in quarantine (sha256 differs)"
-    _move_without_overwrite(quarantined, original)
-    _remove_empty_parents(quarantined, folder)
+    if _sha256(move.source) != move.sha256:
+        return f"{name} changed in quarantine (sha256 differs)"
+    _move_without_overwrite(move.source, move.destination)
+    _remove_empty_parents(move.source, folder)
     return None
+
+
+def _is_back(move: PlannedMove) -> bool:
+    try:
+        return source_problem(move.destination) is None and _sha256(move.destination) == move.sha256
+    except OSError:
+        return False
 
 
 def _refuse_inside_data(root: Path, target: Path) -> None:
@@ -134,7 +169,7 @@ def _relative_to_root(path: Path, root: Path) -> Path:
     try:
         return path.relative_to(root)
     except ValueError:  # a CSV may list files anywhere: keep their whole path
-        return Path(_OUTSIDE, *path.parts[1:])
+        return Path(OUTSIDE_ROOT, *path.parts[1:])
 
 
 def _move_without_overwrite(source: Path, destination: Path) -> None:
@@ -146,34 +181,18 @@ def _move_without_overwrite(source: Path, destination: Path) -> None:
     except FileExistsError:
         raise
     except OSError:  # another file system, or no hard links: copy exclusively
-        with open(source, "rb") as reader, open(destination, "xb") as writer:
+        with open(os.open(source, os.O_RDONLY | _NOFOLLOW), "rb") as reader, \
+                open(destination, "xb") as writer:
             shutil.copyfileobj(reader, writer)
-        shutil.copystat(source, destination)
+        shutil.copystat(source, destination, follow_symlinks=False)
     os.unlink(source)
 
 
-def _read_entries(manifest: Path) -> list[dict[str, Any]]:
-    try:
-        document = json.loads(manifest.read_text())
-        entries = document["entries"]
-        keys = {"original", "quarantined", "reason", "sha256"}
-        if not all(isinstance(e, dict) and keys <= e.keys() for e in entries):
-            raise ValueError("an entry lacks original, quarantined, reason or sha256")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{display(str(manifest))} is not a readable quarantine manifest "
-                        f"({error}); restore its files by hand") from error
-    return entries
-
-
-def _write_entries(manifest: Path, entries: list[dict[str, Any]]) -> None:
-    write_json(manifest, {"version": 1, "entries": entries})
-
-
-def _finish_manifest(manifest: Path, remaining: list[dict[str, Any]]) -> None:
-    if remaining:
-        _write_entries(manifest, remaining)
+def _finish_manifest(path: Path, remaining: Manifest) -> None:
+    if remaining.entries:
+        write_manifest(path, remaining)
         return
-    manifest.unlink()
+    path.unlink()
 
 
 def _remove_empty_parents(path: Path, top: Path) -> None:
@@ -194,7 +213,7 @@ def _sha256_or_none(path: Path) -> str | None:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with open(os.open(path, os.O_RDONLY | _NOFOLLOW), "rb") as stream:
         while chunk := stream.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
