@@ -28,6 +28,7 @@ from imgcls.config import (
     SCHEDULES,
     TrainConfig,
 )
+from imgcls.csv_safe import safe_row
 from imgcls.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -365,7 +366,7 @@ def _format_predictions(predictions: list[dict[str, Any]], style: str) -> str:
         for p in predictions:
             topk = ";".join(f"{t['label']}:{t['score']:.6f}" for t in p["topk"])
             score = "" if p["score"] is None else f"{p['score']:.6f}"
-            writer.writerow([p["input"], p["label"] or "", score, topk])
+            writer.writerow(safe_row([p["input"], p["label"] or "", score, topk]))
         return buffer.getvalue()
     table = Table("input", "label", "score", "top-k")
     for p in predictions:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from imgcls.artifact import build_from_metadata, read_metadata
 from imgcls.config import TrainConfig
+from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
 from imgcls.io import write_text
 from imgcls.models import count_parameters, get_spec, mflops
@@ -197,7 +198,7 @@ def _csv(board: Leaderboard) -> str:
     writer.writeheader()
     for index, row in enumerate(board.rows, start=1):
         values = {f.name: getattr(row, f.name) for f in fields(Row)}
-        writer.writerow({**values, "rank": index if row.status == "ok" else ""})
+        writer.writerow(safe_values({**values, "rank": index if row.status == "ok" else ""}))
     return buffer.getvalue()
 
 

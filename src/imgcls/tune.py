@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imgcls.config import AUGMENTS, OPTIMIZERS, TrainConfig
+from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
 from imgcls.io import atomic_path, write_text
 
@@ -427,7 +428,7 @@ def _csv(trials: Iterable[Any]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for trial in trials:
-        writer.writerow(_row(trial))
+        writer.writerow(safe_values(_row(trial)))
     return buffer.getvalue()
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgcls.csv_safe import safe_row
+
 # Floor on p(true) before the log: a probability of exactly 0 would give an infinite loss.
 _MIN_PROBABILITY = 1e-12
 
@@ -97,8 +99,8 @@ def mistakes_csv(mistakes: list[Mistake]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["item", "true", "predicted", "probability", "loss"])
     for mistake in mistakes:
-        writer.writerow([mistake.item, mistake.true, mistake.predicted,
-                         f"{mistake.probability:.6f}", f"{mistake.loss:.6f}"])
+        writer.writerow(safe_row([mistake.item, mistake.true, mistake.predicted,
+                                  f"{mistake.probability:.6f}", f"{mistake.loss:.6f}"]))
     return buffer.getvalue()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from imgcls.artifact import save_model
+from imgcls.csv_safe import safe_row
 from imgcls.evaluation.metrics import compute_metrics
 from imgcls.inference import predict_probabilities
 from imgcls.io import write_json, write_text
@@ -109,5 +110,5 @@ def _write_predictions(
         indices.tolist(), labels.tolist(), predicted.tolist(), scores.tolist(),
         strict=True,
     ):
-        writer.writerow([item_ids[index], names[true], names[guess], f"{score:.6f}"])
+        writer.writerow(safe_row([item_ids[index], names[true], names[guess], f"{score:.6f}"]))
     write_text(run.run_dir / f"{part}_predictions.csv", buffer.getvalue())
