@@ -143,3 +143,21 @@ def test_cli_quarantine_and_restore(bad_root: Path, tmp_path: Path,
     assert tree_digest(bad_root) == before
     assert run_data_cli(["data", "restore", str(target / MANIFEST_NAME)], monkeypatch) == 2
     assert "no quarantine manifest" in capsys.readouterr().err
+
+
+def test_a_version_1_manifest_still_restores(bad_root: Path, tmp_path: Path) -> None:
+    """Manifests written before the root was recorded: it is read off their entries."""
+    before = tree_digest(bad_root)
+    manifest = quarantine(scan(bad_root), bad_root, tmp_path / "q")
+    document = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({"version": 1, "entries": document["entries"]}))
+    assert restore(manifest) == len(_bad_files(bad_root))
+    assert tree_digest(bad_root) == before
+
+
+def test_a_folder_holding_another_roots_quarantine_is_refused(bad_root: Path,
+                                                               tmp_path: Path) -> None:
+    quarantine(scan(bad_root), bad_root, tmp_path / "q")
+    other = write_bad_folder(tmp_path / "other")
+    with pytest.raises(UserError, match="holds the quarantine of"):
+        quarantine(scan(other), other, tmp_path / "q")

@@ -258,6 +258,19 @@ def test_resume_still_continues(tiny_run: Path, tmp_path: Path) -> None:
     assert len((run_dir / "history.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_last_pt_without_fingerprint_still_resumes(tiny_run: Path, tmp_path: Path) -> None:
+    """Checkpoints written before they carried the settings' hash: nothing to compare."""
+    from imgcls.training.state import FINGERPRINT_KEY
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    del state[FINGERPRINT_KEY]
+    torch.save(state, run_dir / "last.pt")
+    imgcls.resume(run_dir, epochs=2, show_progress=False)
+    assert len((run_dir / "history.jsonl").read_text().splitlines()) == 2
+
+
 def test_a_failed_save_keeps_the_previous_last_pt(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from imgcls.training.state import save_state
