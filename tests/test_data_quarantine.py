@@ -161,3 +161,20 @@ def test_a_folder_holding_another_roots_quarantine_is_refused(bad_root: Path,
     other = write_bad_folder(tmp_path / "other")
     with pytest.raises(UserError, match="holds the quarantine of"):
         quarantine(scan(other), other, tmp_path / "q")
+
+
+def test_round_trip_without_hard_links(bad_root: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another file system: the files are copied exclusively, then the originals unlinked."""
+    import errno
+
+    import imgcls.data.quarantine as module
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(module.os, "link", no_link)
+    before = tree_digest(bad_root)
+    manifest = quarantine(scan(bad_root), bad_root, tmp_path / "q")
+    assert restore(manifest) == len(_bad_files(bad_root))
+    assert tree_digest(bad_root) == before

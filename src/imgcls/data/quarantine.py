@@ -181,11 +181,19 @@ def _move_without_overwrite(source: Path, destination: Path) -> None:
     except FileExistsError:
         raise
     except OSError:  # another file system, or no hard links: copy exclusively
-        with open(os.open(source, os.O_RDONLY | _NOFOLLOW), "rb") as reader, \
-                open(destination, "xb") as writer:
-            shutil.copyfileobj(reader, writer)
-        shutil.copystat(source, destination, follow_symlinks=False)
+        _copy_exclusively(source, destination)
     os.unlink(source)
+
+
+def _copy_exclusively(source: Path, destination: Path) -> None:
+    """A copy at `destination`, which must not exist; a symbolic link is copied as a link."""
+    if os.path.islink(source):
+        os.symlink(os.readlink(source), destination)  # fails when destination exists
+        return
+    with open(os.open(source, os.O_RDONLY | _NOFOLLOW), "rb") as reader, \
+            open(destination, "xb") as writer:
+        shutil.copyfileobj(reader, writer)
+    shutil.copystat(source, destination)
 
 
 def _finish_manifest(path: Path, remaining: Manifest) -> None:

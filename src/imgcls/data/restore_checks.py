@@ -6,6 +6,8 @@ A manifest is a file anyone could have written. An entry is moved back only when
 - its `original` is the data root joined with that same relative path (so it lies inside
   the root), and no symbolic link on the way leads out of the root;
 - it records a sha256 (the bytes are checked before the move).
+A symbolic link is never moved back: one that quarantine moved out (a data set of links)
+is named, with its target, to be moved by hand.
 Otherwise `plan_move` says why, in one line that names the entry.
 """
 
@@ -42,10 +44,6 @@ def plan_move(entry: dict[str, Any], folder: Path, root: Path | None) -> Planned
         return (f"{name}: lay outside the data root when quarantined; restore only moves "
                 f"files back into it, so move this one to {_shown(entry.get('original'))} "
                 f"by hand")
-    sha256 = entry.get("sha256")
-    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        return (f"{name}: no sha256 recorded, so its bytes can't be checked; move it back "
-                f"by hand if it is what you expect")
     if root is None or not root.is_absolute():
         return f"{name}: the manifest records no absolute data root to restore into"
     source, destination = folder.joinpath(*relative.parts), root.joinpath(*relative.parts)
@@ -60,6 +58,12 @@ def plan_move(entry: dict[str, Any], folder: Path, root: Path | None) -> Planned
     if not _inside(destination.parent, Path(os.path.realpath(root))):
         return (f"{name}: a symbolic link leads {display(str(destination))} outside the data "
                 f"root {display(str(root))}")
+    if os.path.islink(source):  # before the hash: quarantine records none for a link
+        return f"{name}: {source_problem(source)}"
+    sha256 = entry.get("sha256")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        return (f"{name}: no sha256 recorded, so its bytes can't be checked; move it back "
+                f"by hand if it is what you expect")
     return PlannedMove(source, destination, sha256)
 
 
@@ -67,7 +71,8 @@ def source_problem(source: Path) -> str | None:
     """Why the quarantined file at `source` (which exists) must not be moved, or None."""
     mode = os.lstat(source).st_mode
     if stat.S_ISLNK(mode):
-        return "is a symbolic link, not a quarantined file"
+        return (f"is a symbolic link (to {display(os.readlink(source))}); restore moves only "
+                f"files: move it back by hand")
     if not stat.S_ISREG(mode):
         return "is not a regular file"
     return None
