@@ -1,6 +1,12 @@
 # imgcls serve, CPU only. Build:   docker build -t imgcls .
-# Run:   docker run -p 8000:8000 -v $PWD/runs/x:/model:ro -e IMGCLS_API_KEY=... imgcls
-# Every `imgcls serve` flag is also an IMGCLS_* variable (see docs/deploy.md).
+# It listens on 0.0.0.0, so it refuses to start without an API key. Run it with the key in a
+# variable, or (better: variables show in `docker inspect`) in a secret file:
+#   docker run -p 8000:8000 -v $PWD/runs/x:/model:ro -e IMGCLS_API_KEY="$KEY" imgcls
+#   docker run -p 8000:8000 -v $PWD/runs/x:/model:ro -v $PWD/api_key:/run/secrets/api_key:ro
+#       -e IMGCLS_API_KEY_FILE=/run/secrets/api_key imgcls          (one command)
+# (Compose and Swarm secrets land in /run/secrets/<name> too.) IMGCLS_INSECURE=1 serves
+# without a key. Every `imgcls serve` flag is also an IMGCLS_* variable (docs/deploy.md).
+# tests/test_serve_container.py runs this CMD with these ENV values as uid 10001.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
