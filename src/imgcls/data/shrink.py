@@ -44,6 +44,9 @@ def row_bands(image: Image.Image, multiple: int = 1) -> Iterator[tuple[int, Imag
 
 def finite_range(image: Image.Image) -> tuple[float, float] | None:
     """(min(0, lowest), highest) over the finite values of a wide image; None if none is."""
+    if image.mode in ("I", "I;16"):  # PIL's own pass: no copy, and twice as fast
+        lowest, highest = image.getextrema()
+        return min(0.0, float(lowest)), float(highest)
     low, high = math.inf, -math.inf
     for _, band in row_bands(image):
         values = np.asarray(band)
