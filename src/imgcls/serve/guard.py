@@ -6,7 +6,7 @@ its answer, its work stops.
   its images wait for a forward pass ends the request quietly, logged at debug level: that
   is the client's choice, not a fault of the server. Its images leave the queue at once
   (the handler is cancelled, so the batcher's submit cancels their futures and the worker
-  skips them).
+  skips them); a decode already running finishes first (Service.decode says why).
 
 A disconnect is only heard through `receive()`, and nothing calls it once the body has
 been read; so from then until the response starts, a watcher task waits on it.
