@@ -3,12 +3,12 @@
 Last run (2026-11-30, bench/results/serve_soak.json): 2-core AMD EPYC VM (AVX512), no GPU,
 torch 2.14.1, Python 3.11.7; this session's affinity mask held CPU 0 only (CPU 1 ran another
 measurement), so the 64 clients and the server (1 torch thread) shared one core, with other
-tests of the project possibly running beside them. 60.4 s after a 10 s warm-up:
-    10026 requests (166/s), 0 unexpected statuses, 0 transport errors;
-      200: 3536 good png, 1137 multipart x2, 1249 v2 base64; 400: 574 corrupt, 573 empty,
-      596 malformed v2 JSON; 415: 560 wrong type; 413: 617 oversized; 401: 625 no key;
-      559 clients left after 5 ms (the server counted 664 of its 499s, warm-up included)
-    server RSS 845.4 MiB after the warm-up, 848.0 MiB at the end: +0.30%
+tests of the project possibly running beside them. 60.2 s after a 10 s warm-up:
+    11485 requests (191/s), 0 unexpected statuses, 0 transport errors;
+      200: 4038 good png, 1313 multipart x2, 1421 v2 base64; 400: 669 corrupt, 670 empty,
+      670 malformed v2 JSON; 415: 648 wrong type; 413: 700 oversized; 401: 717 no key;
+      639 clients left after 5 ms (the server counted 743 of its 499s, warm-up included)
+    server RSS 846.5 MiB after the warm-up, 848.6 MiB at the end: +0.24%
     afterwards /readyz 200, queue depth 0, 0 failed batches, nothing logged at ERROR
 
 Each client loops over a seeded random mix of request kinds, each with the statuses it may
