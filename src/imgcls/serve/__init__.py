@@ -1,9 +1,12 @@
 """The REST service: `create_app(model_path, settings)` wraps a Predictor in FastAPI.
 
-app.py (routes) · batching.py (dynamic batching) · decoding.py (upload -> tensor, with
-the 4xx for every bad input) · kserve.py (the Open Inference Protocol's tensors) ·
-errors.py · security.py (API key, body size) · metrics.py (Prometheus text) · live.py (a
-uvicorn server in a thread, for tests and benchmarks) · static/index.html (the web page).
+app.py (routes) · batching.py (dynamic batching; its worker outlives a failing batch) ·
+decoding.py (upload -> tensor under the pixel cap and a bound on decodes at once, with the 4xx
+for every bad input) · uploads.py (multipart and raw bodies) · kserve.py (the Open Inference
+Protocol's tensors as pydantic models) · errors.py · security.py (API key, body size, who may
+listen where) · guard.py (clients that leave) · server.py (uvicorn's options) · metrics.py
+(prometheus_client) · live.py (a uvicorn server in a thread, for tests and benchmarks) ·
+static/index.html (the web page).
 """
 
 from imgcls.serve.app import create_app
