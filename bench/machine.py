@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torchvision
 
-from imgcls.training.runtime import cpu_runs_bf16
+from imgcls.runtime import cpu_runs_bf16
 
 
 def describe() -> dict[str, Any]:

@@ -68,9 +68,9 @@ import torch
 import torchvision
 from torch import nn
 
-from imgcls.models import create_model, get_spec, list_models, mflops, uses_channels_last
+from imgcls.models import create_model, get_spec, list_models, mflops
 from imgcls.models.speed import RandomBatch, Timing
-from imgcls.training.runtime import pick_precision, precision_name
+from imgcls.runtime import Requested, pick_precision, precision_name, resolve
 
 from machine import describe
 
@@ -146,12 +146,12 @@ def achieved_gflops(timing: Timing, peaks: dict[str, float]) -> list[dict]:
         model = create_model(name, num_classes=CLASSES, in_channels=CHANNELS,
                              image_size=IMAGE_SIZE)
         forward_mflops = mflops(model, CHANNELS, IMAGE_SIZE)
-        dtype = pick_precision("auto", torch.device("cpu"), cpu_bf16_pays=get_spec(name).cpu_bf16)
-        rate = train_rate(model, dtype, uses_channels_last(name), timing)
+        runtime = resolve(Requested(), get_spec(name), device=torch.device("cpu"))
+        rate = train_rate(model, runtime.dtype, runtime.channels_last, timing)
         gflops = 3 * forward_mflops * rate / 1e3
-        precision = precision_name(dtype)
+        precision = runtime.precision
         rows.append({
-            "model": name, "precision": precision, "channels_last": uses_channels_last(name),
+            "model": name, "precision": precision, "channels_last": runtime.channels_last,
             "forward_mflops": forward_mflops, "train_images_per_s": rate,
             "train_gflops": gflops, "share_of_matmul_peak": gflops / peaks[precision],
         })

@@ -38,7 +38,7 @@ import imgcls
 from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import load_source
 from imgcls.models import create_model, get_spec
-from imgcls.training.runtime import autocast, cpu_runs_bf16, pick_precision, precision_name
+from imgcls.runtime import autocast, cpu_runs_bf16, pick_precision, precision_name
 
 from machine import describe
 

@@ -46,7 +46,7 @@ def test_training_with_mixup_cutmix_and_other_flags(tmp_path: Path) -> None:
     run_dir = imgcls.train(data="digits", model="lenet5", epochs=2, mixup=0.2, cutmix=1.0,
                            rotate=10.0, noise=0.02, output=str(tmp_path / "run"),
                            show_progress=False)
-    config = imgcls.load(run_dir).metadata["training"]["config"]
+    config = imgcls.load(run_dir).card.training.config
     assert config["mixup"] == 0.2 and config["rotate"] == 10.0
     assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.5
 

@@ -86,7 +86,7 @@ def test_patience_stops_a_run_and_keeps_the_best(tmp_path: Path) -> None:
                            show_progress=False)
     history = _history(run_dir)
     assert len(history) < 6
-    best_epoch = imgcls.load(run_dir).metadata["training"]["best_epoch"]
+    best_epoch = imgcls.load(run_dir).card.training.best_epoch
     assert history[best_epoch - 1]["val_acc"] == max(r["val_acc"] for r in history)
 
 
@@ -206,7 +206,7 @@ def test_ema_weights_are_the_ones_saved(tmp_path: Path) -> None:
            if key.startswith("module.")}
     raw = state["model"]
     assert any(not torch.equal(saved[k], raw[k]) for k in saved if saved[k].is_floating_point())
-    if imgcls.load(run_dir).metadata["training"]["best_epoch"] == 2:
+    if imgcls.load(run_dir).card.training.best_epoch == 2:
         _assert_same_weights(saved, ema)
     events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0

@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 
-from imgcls.artifact import read_metadata
+from imgcls.artifact import read_card
 from imgcls.cli_serve import main as serve_main
 from imgcls.export import check_parity, export_model, parity_images
 from imgcls.predict import Predictor
@@ -28,10 +28,10 @@ def onnx_file(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_onnx_has_metadata_and_a_dynamic_batch(onnx_file: Path, digits_run: Path) -> None:
     model = onnx.load(str(onnx_file))
     properties = {entry.key: entry.value for entry in model.metadata_props}
-    metadata = read_metadata(digits_run)
+    card = read_card(digits_run)
     embedded = json.loads(properties["imgcls"])
-    assert embedded["class_names"] == metadata["class_names"]
-    assert json.loads(properties["normalization"]) == metadata["normalization"]
+    assert embedded["class_names"] == card.class_names
+    assert json.loads(properties["normalization"]) == card.normalization
     assert json.loads(properties["input"]) == {"channels": 1, "height": 32, "width": 32}
     assert embedded["export"]["normalization_in_graph"] is True
     batch_axis = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -41,7 +41,7 @@ def test_onnx_has_metadata_and_a_dynamic_batch(onnx_file: Path, digits_run: Path
 
 def test_onnx_parity_on_256_fashion_mnist_test_images(onnx_file: Path,
                                                       digits_run: Path) -> None:
-    images, source = parity_images(read_metadata(digits_run), 256, "fashion-mnist")
+    images, source = parity_images(read_card(digits_run), 256, "fashion-mnist")
     parity = check_parity(digits_run, onnx_file, images, source)
     print(parity.describe())
     assert parity.samples == 256 and source == "fashion-mnist test images"
@@ -81,8 +81,7 @@ def test_export_command_prints_parity(digits_run: Path, tmp_path: Path,
     assert "parity on 32 digits images" in printed and "top-1 agreement 32/32" in printed
     extra = {"imgcls.json": ""}
     scripted = torch.jit.load(str(output), _extra_files=extra)
-    assert json.loads(extra["imgcls.json"])["class_names"] == read_metadata(digits_run)[
-        "class_names"]
+    assert json.loads(extra["imgcls.json"])["class_names"] == read_card(digits_run).class_names
     assert scripted(torch.zeros(7, 1, 32, 32)).shape == (7, 10)  # any batch size
 
 

@@ -209,7 +209,7 @@ def test_overwrite_moves_the_old_run_aside(tiny_run: Path, tmp_path: Path) -> No
 
 def test_an_empty_folder_is_a_fine_output(tmp_path: Path) -> None:
     from imgcls.config import TrainConfig
-    from imgcls.training.rundir import RUN_MARKER, is_run_dir, prepare_run_dir
+    from imgcls.rundir import RUN_MARKER, is_run_dir, prepare_run_dir
 
     (tmp_path / "empty").mkdir()
     run_dir = prepare_run_dir(TrainConfig(output=str(tmp_path / "empty")), overwrite=False)

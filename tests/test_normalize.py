@@ -32,7 +32,7 @@ def test_minmax_run_predicts_identically_after_loading(tmp_path: Path) -> None:
     run_dir = imgcls.train(data="digits", model="lenet5", epochs=1, normalize="minmax",
                            precision="fp32", output=str(tmp_path / "run"), show_progress=False)
     predictor = imgcls.load(run_dir)
-    assert predictor.metadata["normalization"]["mode"] == "minmax"
+    assert predictor.card.normalization["mode"] == "minmax"
     with open(run_dir / "test_predictions.csv") as stream:
         rows = list(csv.DictReader(stream))
     metrics = imgcls.evaluate(run_dir, "digits")

@@ -13,6 +13,7 @@ import imgcls
 from imgcls.artifact import save_model
 from imgcls.cli import main
 from imgcls.data.sources import load_source
+from imgcls.model_card import ModelCard
 from imgcls.models import create_model
 
 
@@ -67,7 +68,7 @@ def test_predictor_runs_in_the_memory_format_training_uses(name: str, channels_l
         "num_classes": 4, "in_channels": 3, "image_size": 32}},
         "class_names": list("abcd"), "input": {"channels": 3, "height": 32, "width": 32},
         "normalization": {"mode": "meanstd", "mean": [0.5] * 3, "std": [0.25] * 3}}
-    save_model(tmp_path / "model.safetensors", model, metadata)
+    save_model(tmp_path / "model.safetensors", model, ModelCard.from_header(metadata))
     predictor = imgcls.load(tmp_path / "model.safetensors")
     conv = next(p for p in predictor.model.parameters() if p.ndim == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last) is channels_last

@@ -22,7 +22,7 @@ RUN_FILES = ("config.yaml", "split.json", "history.jsonl", "model.safetensors", 
 HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                 "val_f1_macro", "images_per_s", "seconds"}
 METADATA_KEYS = {"format_version", "architecture", "class_names", "input", "normalization",
-                 "metrics", "training", "data", "versions"}
+                 "metrics", "training", "data", "runtime", "versions"}
 
 
 def test_run_directory_holds_every_file(digits_run: Path) -> None:
@@ -42,6 +42,8 @@ def test_model_file_is_self_describing(digits_run: Path) -> None:
         metadata = json.loads(handle.metadata()["imgcls"])
     assert set(metadata) == METADATA_KEYS
     assert metadata["architecture"]["name"] == "lenet5"
+    assert metadata["format_version"] == 2
+    assert metadata["runtime"] == {"channels_last": False, "precision": "fp32"}  # lenet5: NCHW
     assert metadata["class_names"] == [str(digit) for digit in range(10)]
     assert metadata["input"] == {"channels": 1, "height": 32, "width": 32}
     assert metadata["normalization"]["mode"] == "meanstd"

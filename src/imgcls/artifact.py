@@ -4,8 +4,8 @@ document that describes everything needed to use them. Loading never unpickles."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import torchvision
@@ -15,8 +15,9 @@ from torch import nn
 
 from imgcls.errors import UserError
 from imgcls.io import atomic_path
+from imgcls.model_card import ModelCard
+from imgcls.rundir import resolve_model_path
 
-FORMAT_VERSION = 1
 METADATA_KEY = "imgcls"
 
 
@@ -30,9 +31,9 @@ def versions() -> dict[str, str]:
     }
 
 
-def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-    """Write weights + metadata atomically. `metadata` follows DESIGN.md's schema."""
-    document = {"format_version": FORMAT_VERSION, **metadata, "versions": versions()}
+def save_model(path: str | Path, model: nn.Module, card: ModelCard) -> None:
+    """Write weights + the card atomically; the card's versions are this process's."""
+    document = replace(card, versions=versions()).to_header()
     # safetensors wants contiguous, unshared tensors; channels_last weights are neither.
     tensors = {
         name: tensor.detach().to("cpu").contiguous().clone()
@@ -42,8 +43,8 @@ def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> 
         save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(document)})
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    file = _existing_model_file(path)
+def read_card(path: str | Path) -> ModelCard:
+    file = model_file(path)
     try:
         with safe_open(str(file), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -51,38 +52,31 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{file} is not a safetensors model file ({error})") from None
     if METADATA_KEY not in header:
         raise UserError(f"{file} has no imgcls metadata; it was not written by imgcls")
-    document = json.loads(header[METADATA_KEY])
-    if document.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(
-            f"{file} uses model-file format {document['format_version']}; "
-            f"this imgcls reads up to {FORMAT_VERSION}: upgrade imgcls"
-        )
-    return document
+    return ModelCard.from_header(json.loads(header[METADATA_KEY]), origin=str(file))
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(_existing_model_file(path)), device="cpu")
+    return load_file(str(model_file(path)), device="cpu")
 
 
-def build_from_metadata(metadata: dict[str, Any]) -> nn.Module:
+def build_network(card: ModelCard) -> nn.Module:
+    """The card's network, untrained."""
     from imgcls.models import create_model
 
-    architecture = metadata["architecture"]
-    return create_model(architecture["name"], **architecture["kwargs"])
+    return create_model(card.architecture.name, **card.architecture.kwargs)
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The network with its weights, in eval mode, and the metadata."""
-    metadata = read_metadata(path)
-    model = build_from_metadata(metadata)
+def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
+    """The network with its weights, in eval mode, and its card."""
+    card = read_card(path)
+    model = build_network(card)
     model.load_state_dict(read_weights(path))
-    return model.eval(), metadata
+    return model.eval(), card
 
 
-def _existing_model_file(path: str | Path) -> Path:
-    file = Path(path)
-    if file.is_dir():
-        file = file / "model.safetensors"
+def model_file(path: str | Path) -> Path:
+    """The existing model file `path` names: the file itself, or a run directory's."""
+    file = resolve_model_path(path)
     if not file.is_file():
         raise UserError(f"model file {file} does not exist; pass a run's model.safetensors")
     return file

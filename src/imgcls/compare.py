@@ -19,13 +19,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from imgcls.artifact import build_from_metadata, read_metadata
+from imgcls.artifact import build_network, read_card
 from imgcls.config import TrainConfig
 from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
 from imgcls.io import write_text
 from imgcls.models import count_parameters, get_spec, mflops
-from imgcls.training.setup import prepare_data
+from imgcls.rundir import RunDir
+from imgcls.training.components import prepare_data
 from imgcls.training.trainer import train
 
 
@@ -92,7 +93,7 @@ def _check_models(models: list[str]) -> None:
 
 
 def _check_free(output: Path, models: list[str], overwrite: bool) -> None:
-    taken = [name for name in models if (output / name / "model.safetensors").exists()]
+    taken = [name for name in models if RunDir(output / name).model.exists()]
     if taken and not overwrite:
         raise UserError(f"{output} already holds trained {', '.join(taken)}; pass "
                         f"--overwrite to train them again, or another --output")
@@ -103,7 +104,7 @@ def _write_split(config: TrainConfig, output: Path, console: Console) -> Path:
     here. prepare_data writes it to output/split.json either way."""
     output.mkdir(parents=True, exist_ok=True)
     prepare_data(config, output, console, reuse_split=False)
-    return output / "split.json"
+    return RunDir(output).split
 
 
 def _train_one(
@@ -125,19 +126,19 @@ def _train_one(
 
 def read_run(name: str, run_dir: Path) -> Row:
     """A leaderboard row from a finished run directory."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    files = RunDir(run_dir)
+    metrics = json.loads(files.metrics.read_text())
     history = [json.loads(line) for line in
-               (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
-    metadata = read_metadata(run_dir / "model.safetensors")
-    model = build_from_metadata(metadata)
-    shape = metadata["input"]
+               files.history.read_text().splitlines() if line.strip()]
+    card = read_card(files.model)
+    model = build_network(card)
     return Row(
         model=name,
         status="ok",
         accuracy=float(metrics["accuracy"]),
         f1_macro=float(metrics["f1_macro"]),
         parameters=count_parameters(model),
-        mflops=mflops(model, shape["channels"], shape["height"]),
+        mflops=mflops(model, card.input.channels, card.input.size),
         train_seconds=sum(record["seconds"] for record in history),
         images_per_s=sum(record["images_per_s"] for record in history) / max(1, len(history)),
         run_dir=str(run_dir),

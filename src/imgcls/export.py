@@ -26,6 +26,8 @@ from torch import nn
 from imgcls.artifact import load_model
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
+from imgcls.model_card import ModelCard
+from imgcls.rundir import resolve_model_path
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -64,12 +66,12 @@ def export_model(model_path: str | Path, format: str, output: str | Path | None 
     """Write `model_path` as `format`; returns the written file."""
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
-    model, metadata = load_model(model_path)
-    wrapped = PixelsToProbabilities(model, metadata["normalization"]).eval()
+    model, card = load_model(model_path)
+    wrapped = PixelsToProbabilities(model, card.normalization).eval()
     target = Path(output) if output else default_output(model_path, format)
     target.parent.mkdir(parents=True, exist_ok=True)
-    example = example_pixels(metadata, _EXAMPLE_BATCH)
-    document = {**metadata, "export": export_note(format)}
+    example = example_pixels(card, _EXAMPLE_BATCH)
+    document = {**card.to_header(), "export": export_note(format)}
     if format == "onnx":
         _export_onnx(wrapped, example, target, document)
     else:
@@ -78,9 +80,7 @@ def export_model(model_path: str | Path, format: str, output: str | Path | None 
 
 
 def default_output(model_path: str | Path, format: str) -> Path:
-    source = Path(model_path)
-    if source.is_dir():
-        source = source / "model.safetensors"
+    source = resolve_model_path(model_path)
     return source.with_suffix("").with_name(source.stem + SUFFIXES[format])
 
 
@@ -90,9 +90,8 @@ def export_note(format: str) -> dict[str, Any]:
             "layout": "NCHW", "normalization_in_graph": True, "output": OUTPUT_NAME}
 
 
-def example_pixels(metadata: dict[str, Any], batch: int) -> torch.Tensor:
-    shape = metadata["input"]
-    return torch.rand(batch, shape["channels"], shape["height"], shape["width"]) * 255
+def example_pixels(card: ModelCard, batch: int) -> torch.Tensor:
+    return torch.rand(batch, *card.input.chw) * 255
 
 
 def _export_onnx(wrapped: nn.Module, example: torch.Tensor, target: Path,
@@ -141,11 +140,11 @@ def check_parity(model_path: str | Path, exported: str | Path, images: torch.Ten
     return Parity(len(images), source, difference, agreement)
 
 
-def parity_images(metadata: dict[str, Any], samples: int, data: str | None,
+def parity_images(card: ModelCard, samples: int, data: str | None,
                   data_dir: str | None = None) -> tuple[torch.Tensor, str]:
     """Up to `samples` images for the parity check, and what they are: the first test
     images of `data` (a folder, CSV or built-in name) or, without data, seeded noise."""
-    channels, size = metadata["input"]["channels"], metadata["input"]["height"]
+    channels, size = card.input.channels, card.input.size
     if data is None:
         generator = torch.Generator().manual_seed(0)
         noise = torch.randint(0, 256, (samples, channels, size, size), generator=generator)

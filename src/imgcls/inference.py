@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from imgcls.data.normalize import Normalizer
-from imgcls.training.runtime import autocast
+from imgcls.runtime import autocast
 
 
 @torch.no_grad()
@@ -19,12 +19,14 @@ def predict_probabilities(
     batch_size: int = 256,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> torch.Tensor:
-    """Softmax probabilities [N, K] (float32, on the CPU) for uint8 images [N, C, H, W]."""
+    """Softmax probabilities [N, K] (float32, on the CPU) for uint8 images [N, C, H, W].
+    `channels_last`: the memory format the model's weights are in (RuntimeChoice's), which
+    the batches are given too."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    channels_last = _is_channels_last(model)
     outputs = []
     for chunk in images.split(batch_size):
         batch = normalizer(chunk.to(device, non_blocking=True))
@@ -36,9 +38,3 @@ def predict_probabilities(
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
-
-def _is_channels_last(model: nn.Module) -> bool:
-    weight = next((p for p in model.parameters() if p.ndim == 4), None)
-    return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and (
-        not weight.is_contiguous()
-    )

@@ -22,8 +22,9 @@ from imgcls.data.decode import BadImageError, DecodeBudget, decode_file, to_uint
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
-from imgcls.models import uses_channels_last
-from imgcls.training.runtime import pick_device
+from imgcls.model_card import ModelCard
+from imgcls.models import get_spec
+from imgcls.runtime import Requested, RuntimeChoice, resolve
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -64,7 +65,7 @@ class OnnxModel:
         properties = self.session.get_modelmeta().custom_metadata_map
         if "imgcls" not in properties:
             raise UserError(f"{path} has no imgcls metadata; export it with `imgcls export`")
-        self.metadata: dict[str, Any] = json.loads(properties["imgcls"])
+        self.card = ModelCard.from_header(json.loads(properties["imgcls"]), origin=str(path))
         self.input_name = self.session.get_inputs()[0].name
 
     def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -79,26 +80,40 @@ def is_onnx(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
+def prediction_request(card: ModelCard, device: str | None) -> Requested:
+    """How a model file runs: in fp32 (the numbers training's final evaluation reported), in
+    the memory format it was trained in. A file from before the card recorded that runs in
+    its network's own default, as prediction always did for it."""
+    recorded = card.runtime.channels_last if card.runtime is not None else True
+    return Requested(device=device, precision="fp32", channels_last=recorded)
+
+
 class Predictor:
     def __init__(self, path: str | Path, *, device: str | None = None) -> None:
-        self.device = pick_device(device)
         self.onnx: OnnxModel | None = None
+        self.runtime: RuntimeChoice | None = None  # torch's choices; None under onnxruntime
         if is_onnx(path):
             self.onnx = OnnxModel(path)
-            self.metadata = self.onnx.metadata
+            self.card = self.onnx.card
             self.device = torch.device("cpu")  # onnxruntime's CPU provider
         else:
-            model, self.metadata = load_model(path)
+            model, self.card = load_model(path)
             # As in training: oneDNN's convolutions are faster on NHWC at inference too
             # (vgg11_bn, 32 px, 2-core AVX2 CPU: batch 32 1.3-1.4x, batch 1 1.1x).
-            if uses_channels_last(self.metadata["architecture"]["name"]):
-                model = model.to(memory_format=torch.channels_last)
-            self.model = model.to(self.device)
-            self.normalizer = Normalizer(self.metadata["normalization"]).to(self.device)
-        self.class_names: list[str] = self.metadata["class_names"]
-        self.channels: int = self.metadata["input"]["channels"]
-        self.image_size: int = self.metadata["input"]["height"]
+            self.runtime = resolve(prediction_request(self.card, device),
+                                   get_spec(self.card.model_name))
+            self.device = self.runtime.device
+            self.model = self.runtime.place(model)
+            self.normalizer = Normalizer(self.card.normalization).to(self.device)
+        self.class_names: list[str] = self.card.class_names
+        self.channels: int = self.card.input.channels
+        self.image_size: int = self.card.input.size
         self.budget = DecodeBudget()  # PIL's pixel limit; big images reduced early
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The card as the JSON document of the file's header (its `imgcls` key)."""
+        return self.card.to_header()
 
     def to_uint8(self, image: ImageInput) -> torch.Tensor:
         """One input as the uint8 [C, H, W] tensor the model takes."""
@@ -118,8 +133,10 @@ class Predictor:
         (or float pixels in 0..255)."""
         if self.onnx is not None:
             return self.onnx.probabilities(images, batch_size)
+        assert self.runtime is not None  # set whenever onnx is None
         return predict_probabilities(
-            self.model, self.normalizer, images, batch_size=batch_size, device=self.device
+            self.model, self.normalizer, images, batch_size=batch_size, device=self.device,
+            channels_last=self.runtime.channels_last,
         )
 
     def predict(self, images: ImageInput | Sequence[ImageInput], topk: int = 5) -> list[Prediction]:

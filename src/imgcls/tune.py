@@ -35,6 +35,7 @@ from imgcls.config import AUGMENTS, OPTIMIZERS, TrainConfig
 from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
 from imgcls.io import atomic_path, write_text
+from imgcls.rundir import RunDir
 
 # What a trial may sample; a setting the user fixes with a flag is left out.
 SEARCHABLE = ("model", "optimizer", "lr", "weight_decay", "batch_size", "dropout", "augment")
@@ -170,7 +171,7 @@ def tune(
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("host", socket.gethostname())
         run_dir = output / f"trial-{trial.number}"
-        if (run_dir / "model.safetensors").exists():
+        if RunDir(run_dir).model.exists():
             raise UserError(f"{run_dir} holds a trial of another study; pass another --output "
                             f"(or the --storage and --study that wrote it)")
         chosen = space.sample(trial, base)

@@ -15,7 +15,9 @@ from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import split_from_json, split_image_set
 from imgcls.errors import UserError
 from imgcls.evaluation.metrics import compute_metrics
+from imgcls.model_card import ModelCard
 from imgcls.predict import Predictor
+from imgcls.rundir import RunDir
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -45,11 +47,12 @@ def evaluate_predictions(
     image_set = load_source(
         data, channels=predictor.channels, image_size=predictor.image_size, data_dir=data_dir
     )
-    trained_on = predictor.metadata["data"]["source"] == image_set.source
+    card = predictor.card
+    trained_on = card.data is not None and card.data.source == image_set.source
     part = split or ("test" if trained_on else "all")
     if part not in SPLITS:
         raise UserError(f"unknown split {part!r}; --split takes one of: {', '.join(SPLITS)}")
-    indices = _indices(Path(model_path), predictor.metadata, image_set, part, trained_on)
+    indices = _indices(Path(model_path), card, image_set, part, trained_on)
     labels = _model_labels(image_set, predictor.class_names)[indices]
     probabilities = predictor.probabilities(image_set.images[torch.as_tensor(indices)])
     metrics = compute_metrics(labels, probabilities.numpy(), predictor.class_names)
@@ -62,7 +65,6 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
     as a prefix, so they never overwrite the run's own."""
     from imgcls.evaluation.report import count_per_split, load_history, write_report
 
-    model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
     metrics = evaluation.metrics
     return write_report(
         report.parent, report_name=report.name, file_prefix=f"{report.stem}-",
@@ -70,8 +72,8 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
         class_names=evaluation.predictor.class_names,
         item_ids=[evaluation.image_set.item_ids[i] for i in evaluation.indices],
         images=evaluation.image_set.images[torch.as_tensor(evaluation.indices)],
-        metrics=metrics, history=load_history(model_dir / "history.jsonl"),
-        summary={"model": evaluation.predictor.metadata["architecture"]["name"],
+        metrics=metrics, history=load_history(RunDir.of_model(model_path).history),
+        summary={"model": evaluation.predictor.card.model_name,
                  "data": metrics["data"], "split": metrics["split"],
                  "model_file": str(model_path)},
         split_counts=count_per_split(evaluation.labels, evaluation.predictor.class_names,
@@ -80,23 +82,27 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
 
 
 def _indices(
-    model_path: Path, metadata: dict, image_set: ImageSet, part: str, trained_on: bool
+    model_path: Path, card: ModelCard, image_set: ImageSet, part: str, trained_on: bool
 ) -> np.ndarray:
     if part == "all":
         return np.arange(len(image_set.labels))
-    if not trained_on:
+    if not trained_on or card.data is None:
+        source = card.data.source if card.data is not None else "not recorded"
         raise UserError(
             f"--split {part} needs the data the model was trained on "
-            f"({metadata['data']['source']}); use --split all for other data"
+            f"({source}); use --split all for other data"
         )
-    split_file = (model_path.parent if model_path.suffix else model_path) / "split.json"
+    split_file = RunDir.of_model(model_path).split
     if split_file.is_file():
         split = split_from_json(json.loads(split_file.read_text()), image_set)
+    elif card.training is None:
+        raise UserError(f"{model_path} records no training settings and has no "
+                        f"{RunDir.SPLIT} beside it; use --split all")
     else:  # the model file travelled alone: rebuild the split from its training settings
-        config = TrainConfig.from_dict(metadata["training"]["config"], origin=str(model_path))
+        config = TrainConfig.from_dict(card.training.config, origin=str(model_path))
         split = split_image_set(image_set, val=config.val_fraction, test=config.test_fraction,
                                 seed=config.resolved_split_seed, group_by=config.group_by)
-        if split.content_hash != metadata["data"]["split_hash"]:
+        if split.content_hash != card.data.split_hash:
             raise UserError(
                 f"{image_set.source} has changed since training (split hash differs); "
                 "use --split all, or retrain"

@@ -33,6 +33,7 @@ from imgcls.evaluation.mistakes import (
     mistakes_csv,
 )
 from imgcls.io import atomic_path, write_text
+from imgcls.rundir import RunDir
 
 MAX_MISTAKES = 24  # images in the mistakes grid (mistakes.csv lists them all)
 MAX_PAIRS = 6  # confused class pairs shown
@@ -82,7 +83,7 @@ def write_report(
     summary: Mapping[str, Any] | None = None,
     split_counts: Mapping[str, Mapping[str, int]] | None = None,
     doctor: Mapping[str, Any] | None = None,
-    report_name: str = "report.html",
+    report_name: str = RunDir.REPORT,
     file_prefix: str = "",
 ) -> Path:
     """Write report_name, the charts (CHART_FILES) and mistakes.csv into output_dir, every

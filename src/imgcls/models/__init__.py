@@ -26,7 +26,6 @@ from imgcls.models.registry import (
     create_model,
     get_spec,
     list_models,
-    uses_channels_last,
 )
 
 __all__ = [
@@ -41,5 +40,4 @@ __all__ = [
     "mflops",
     "read_state_dict_file",
     "torchvision_state_dict",
-    "uses_channels_last",
 ]

@@ -56,12 +56,6 @@ def get_spec(name: str) -> ModelSpec:
     )
 
 
-def uses_channels_last(name: str, requested: bool = True) -> bool:
-    """Whether network `name` runs in channels_last, for training and prediction alike:
-    asked for (--channels-last, on by default) and faster for it (ModelSpec.channels_last)."""
-    return requested and get_spec(name).channels_last
-
-
 def create_model(
     name: str,
     *,

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from imgcls.models.info import mflops
-from imgcls.models.registry import create_model, get_spec, uses_channels_last
+from imgcls.models.registry import create_model, get_spec
+from imgcls.runtime import Requested, autocast, resolve
 
 # Effective training GFLOP/s assumed for a 2-core laptop-class CPU in fp32. Measured training
 # steps on 2-core AVX2 EPYC VMs (issue 11) reach 84 for ResNet-18, 26 for DenseNet-BC and
@@ -81,23 +82,20 @@ def measure_throughput(
     width: float | None = None,
 ) -> Throughput:
     """Training and inference images/s of a fresh `name`, on random data."""
-    from imgcls.training.runtime import pick_device, pick_precision, precision_name
-
-    device = device or pick_device(None)
+    runtime = resolve(Requested(precision=precision), get_spec(name), device=device)
     model = create_model(name, num_classes=num_classes, in_channels=channels,
                          image_size=image_size, width=width)
     forward_mflops = mflops(model, channels, image_size)
-    dtype = pick_precision(precision, device, cpu_bf16_pays=get_spec(name).cpu_bf16)
-    channels_last = uses_channels_last(name)
-    batch = RandomBatch.make(batch_size, channels, image_size, num_classes, device,
-                             channels_last)
+    batch = RandomBatch.make(batch_size, channels, image_size, num_classes, runtime.device,
+                             runtime.channels_last)
     model = batch.place(model)
     timing = Timing(seconds, warmup_steps)
     return Throughput(
-        model=name, train_images_per_s=timing.training(model, batch, dtype),
-        infer_images_per_s=timing.inference(model, batch, dtype),
-        forward_mflops=forward_mflops, precision=precision_name(dtype),
-        channels_last=channels_last, batch_size=batch_size, threads=torch.get_num_threads(),
+        model=name, train_images_per_s=timing.training(model, batch, runtime.dtype),
+        infer_images_per_s=timing.inference(model, batch, runtime.dtype),
+        forward_mflops=forward_mflops, precision=runtime.precision,
+        channels_last=runtime.channels_last, batch_size=batch_size,
+        threads=torch.get_num_threads(),
     )
 
 
@@ -158,8 +156,6 @@ class Timing:
 def _train_step(
     model: nn.Module, batch: RandomBatch, dtype: torch.dtype | None
 ) -> Callable[[], None]:
-    from imgcls.training.runtime import autocast
-
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     images, labels = batch.images, batch.labels
 
@@ -178,8 +174,6 @@ def _train_step(
 def _predict_step(
     model: nn.Module, images: torch.Tensor, dtype: torch.dtype | None
 ) -> Callable[[], None]:
-    from imgcls.training.runtime import autocast
-
     def step() -> None:
         model.eval()
         with torch.inference_mode(), autocast(images.device, dtype):

@@ -29,8 +29,8 @@ from starlette.requests import Request
 
 from imgcls.data.decode import BadImageError, DecodeBudget, ImageTooLarge, load_budgeted
 from imgcls.predict import Predictor
+from imgcls.runtime import usable_cpus
 from imgcls.serve.errors import ApiError
-from imgcls.training.runtime import usable_cpus
 
 if TYPE_CHECKING:  # service.py imports this module
     from imgcls.serve.service import Service

@@ -16,11 +16,15 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from imgcls.predict import Predictor
+from imgcls.rundir import resolve_model_path
 from imgcls.serve.batching import Batcher, BatchFailed, Overloaded, WorkerStopped
 from imgcls.serve.decoding import decode_upload
 from imgcls.serve.errors import ApiError
 from imgcls.serve.metrics import Metrics
 from imgcls.serve.settings import ServeSettings
+
+# The model card's sections that GET /v1/models/{name} shows, as the model file holds them.
+MODEL_INFO_SECTIONS = ("input", "normalization", "architecture", "metrics", "versions")
 
 
 class Service:
@@ -50,8 +54,7 @@ class Service:
 
     @property
     def input_chw(self) -> tuple[int, int, int]:
-        shape = self.predictor.metadata["input"]
-        return shape["channels"], shape["height"], shape["width"]
+        return self.predictor.card.input.chw
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -123,11 +126,9 @@ class Service:
                 for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
 
     def model_info(self) -> dict[str, Any]:
-        metadata = self.predictor.metadata
+        header = self.predictor.card.to_header()  # the sections as the model file holds them
         return {"name": self.model_name, "class_names": self.class_names,
-                "input": metadata["input"], "normalization": metadata["normalization"],
-                "architecture": metadata.get("architecture"), "metrics": metadata.get("metrics"),
-                "versions": metadata.get("versions"),
+                **{key: header[key] for key in MODEL_INFO_SECTIONS},
                 "backend": "onnxruntime" if self.predictor.onnx is not None else "torch",
                 "device": str(self.predictor.device)}
 
@@ -135,9 +136,7 @@ class Service:
 def default_model_name(model_path: str | Path) -> str:
     """`runs/digits-lenet5/model.safetensors` -> `digits-lenet5`; `cats.onnx` -> `cats`;
     reduced to characters that need no escaping in a URL path."""
-    path = Path(model_path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = resolve_model_path(model_path)
     stem = path.name.split(".")[0]
     name = path.resolve().parent.name if stem == "model" else stem
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"

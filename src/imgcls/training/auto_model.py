@@ -9,16 +9,19 @@ Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
 
 from imgcls.config import TrainConfig, parse_duration
-from imgcls.models import create_model, get_spec, uses_channels_last
+from imgcls.models import create_model, get_spec
 from imgcls.models.layers import is_small_input
 from imgcls.models.speed import RandomBatch, Timing
-from imgcls.training.runtime import pick_precision
-from imgcls.training.setup import PreparedData
+from imgcls.runtime import Requested, resolve
+
+if TYPE_CHECKING:
+    from imgcls.training.components import PreparedData
 
 AUTO = "auto"
 SMALL_IMAGE_MODEL = "vgg_small"
@@ -73,10 +76,10 @@ def training_rate(
     measures its own steps. The same training step as `imgcls models --bench`."""
     model = create_model(name, num_classes=num_classes, in_channels=channels,
                          image_size=image_size, width=width)
+    runtime = resolve(Requested(precision=precision), get_spec(name), device=device)
     batch = RandomBatch.make(batch_size, channels, image_size, num_classes, device,
-                             uses_channels_last(name))
-    dtype = pick_precision(precision, device, cpu_bf16_pays=get_spec(name).cpu_bf16)
-    return Timing(seconds=1.0).training(batch.place(model), batch, dtype)
+                             runtime.channels_last)
+    return Timing(seconds=1.0).training(batch.place(model), batch, runtime.dtype)
 
 
 def resolve_auto_model(

@@ -88,9 +88,10 @@ def _measure_eval(run: Run, part: str, dtype: torch.dtype | None) -> float:
     images, _ = run.data.subset(part)
     sample = images[:EVAL_SAMPLE]
     predict_probabilities(run.eval_model, run.normalizer, sample[:64], device=run.device,
-                          dtype=dtype)  # warm up
+                          dtype=dtype, channels_last=run.channels_last)  # warm up
     started = time.perf_counter()
-    predict_probabilities(run.eval_model, run.normalizer, sample, device=run.device, dtype=dtype)
+    predict_probabilities(run.eval_model, run.normalizer, sample, device=run.device, dtype=dtype,
+                          channels_last=run.channels_last)
     return (time.perf_counter() - started) * count / len(sample)
 
 

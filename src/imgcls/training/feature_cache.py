@@ -27,14 +27,12 @@ from imgcls.config import AUGMENT_FLAGS, TrainConfig
 from imgcls.data.stream import default_cache_limit
 from imgcls.models import get_spec
 from imgcls.models.pretrained import dropout_before_head, train_head_only
-from imgcls.training.runtime import autocast
+from imgcls.rundir import RunDir
+from imgcls.runtime import autocast
 
 if TYPE_CHECKING:  # run.py imports this module: the type is for annotations only
     from imgcls.training.run import Run
 
-# Features larger than the memory limit go to this file in the run directory, unlinked as
-# soon as it is mapped; a hidden *.tmp, so resuming after a crash removes a leftover.
-DISK_FILE = ".features.tmp"
 # Images per forward pass when computing features: inference needs far less memory than the
 # training step that --batch-size was chosen for.
 EXTRACT_BATCH = 256
@@ -78,7 +76,7 @@ def plan(run: Run) -> FrozenHead | None:
     features cannot be cached."""
     if not run.config.freeze_backbone:
         return None
-    head_name = get_spec(run.architecture["name"]).head
+    head_name = get_spec(run.architecture.name).head
     reason = why_not_cached(run.config, run.augment, run.dist.enabled)
     if reason is not None:
         run.console.print(f"features not cached: {reason}")
@@ -217,7 +215,7 @@ def _allocate(run: Run, shape: tuple[int, ...]) -> Features:
              else int(run.config.cache_limit * 2**30))
     if size <= limit:
         return torch.empty(shape, dtype=torch.float32, device=run.device)
-    path = run.run_dir / DISK_FILE
+    path = RunDir(run.run_dir).feature_spill
     mapped = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
     try:
         path.unlink()  # the mapping lives on; the disk space goes back when it closes

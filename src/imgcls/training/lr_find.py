@@ -21,21 +21,9 @@ from rich.console import Console
 from torch import nn
 
 from imgcls.config import TrainConfig
-from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
-from imgcls.models import get_spec, uses_channels_last
-from imgcls.training.auto_model import AUTO, resolve_auto_model
-from imgcls.training.optim import build_optimizer
-from imgcls.training.runtime import (
-    autocast,
-    pick_device,
-    pick_precision,
-    precision_name,
-    seed_everything,
-    set_threads,
-)
-from imgcls.training.setup import architecture_of, build_model, prepare_data
+from imgcls.training.components import Components, build_components
 
 # Weight of the past in the loss's moving average. fastai's 0.98 averages over ~50 steps,
 # half of a 100-step test, and so drags the curve (and the suggestion) toward larger rates;
@@ -124,40 +112,24 @@ def _range_test(
     console: Console,
 ) -> tuple[Curve, bool]:
     """Train with a growing lr; returns the curve and whether it stopped early because
-    the loss diverged."""
-    set_threads(config.threads)
-    seed_everything(config.seed)
-    device = pick_device(config.device)
+    the loss diverged. Set up as training is (build_components): the same runtime, data,
+    recipe, network and optimizer; --deterministic holds and a streamed data set streams."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = prepare_data(config, run_dir, console, reuse_split=False)
-    if config.model == AUTO:
-        resolve_auto_model(config, data, device, console)
-    dtype = pick_precision(config.precision, device,
-                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
-    architecture = architecture_of(config, data.image_set)
-    model = build_model(config, architecture, data.image_set.class_names, console).to(device)
-    channels_last = uses_channels_last(config.model, config.channels_last)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    parts = build_components(config, run_dir, console)
+    runtime, model, optimizer, scaler = parts.runtime, parts.model, parts.optimizer, parts.scaler
     model.train()
-    images, labels = (tensor.to(device) for tensor in data.subset("train"))
-    normalizer = Normalizer(data.stats).to(device)
-    optimizer = build_optimizer(model, config)
-    # Loss scaling is only needed for fp16, whose range underflows small gradients.
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     console.print(f"lr range test: {config.model} on {config.data}, {steps} steps of "
-                  f"{config.batch_size} images, lr {min_lr:g} -> {max_lr:g}, {device.type} "
-                  f"{precision_name(dtype)}")
-    batches = _random_batches(len(images), config.batch_size, config.seed, device)
+                  f"{config.batch_size} images, lr {min_lr:g} -> {max_lr:g}, "
+                  f"{runtime.device.type} {runtime.precision}")
+    batches = _random_batches(parts, config.batch_size, config.seed)
     curve = Curve()
-    for lr, indices in zip(lr_schedule(min_lr, max_lr, steps).tolist(), batches, strict=False):
+    for lr, (images, labels) in zip(lr_schedule(min_lr, max_lr, steps).tolist(), batches,
+                                    strict=False):
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = images[indices]
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            loss = nn.functional.cross_entropy(model(normalizer(batch)), labels[indices])
+        batch = runtime.layout(parts.normalizer(images.to(runtime.device)))
+        with runtime.autocast():
+            loss = nn.functional.cross_entropy(model(batch), labels.to(runtime.device))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -172,16 +144,22 @@ def _range_test(
 
 
 def _random_batches(
-    count: int, batch_size: int, seed: int, device: torch.device
-) -> Iterator[torch.Tensor]:
-    """Shuffled passes over the train split, forever; only full batches (a short last
-    batch would show up as a spike in the loss)."""
+    parts: Components, batch_size: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled passes over the train split, forever (until a pass yields nothing); only
+    full batches (a short last batch would show up as a spike in the loss)."""
     generator = torch.Generator().manual_seed(seed)
+    count = len(parts.train_indices)
     size = min(batch_size, count)
     while True:
-        for indices in torch.randperm(count, generator=generator).split(size):
-            if len(indices) == size:
-                yield indices.to(device)
+        order = parts.train_indices[torch.randperm(count, generator=generator)]
+        yielded = False
+        for images, labels in parts.data.batches(order, size):
+            if len(labels) == size:
+                yielded = True
+                yield images, labels
+        if not yielded:  # every file of a streamed split turned out bad
+            return
 
 
 @dataclass

@@ -15,6 +15,8 @@ from imgcls.csv_safe import safe_row
 from imgcls.evaluation.metrics import compute_metrics
 from imgcls.inference import predict_probabilities
 from imgcls.io import write_json, write_text
+from imgcls.model_card import DataRecord, InputShape, ModelCard, RuntimeRecord, TrainingRecord
+from imgcls.rundir import RunDir
 from imgcls.training.run import Run
 
 # The metrics copied into the model file's header (the full set is in metrics.json).
@@ -33,20 +35,22 @@ def save_best_model(run: Run, metrics: dict[str, Any]) -> None:
     """model.safetensors from the best weights, whatever the model holds right now."""
     snapshot = copy.deepcopy(run.model).to("cpu")
     snapshot.load_state_dict(run.best_weights)
-    save_model(run.run_dir / "model.safetensors", snapshot, _metadata(run, metrics))
+    save_model(RunDir(run.run_dir).model, snapshot, model_card(run, metrics))
 
 
-def _metadata(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
-    channels, height, width = run.input_shape
-    return {
-        "architecture": run.architecture,
-        "class_names": run.data.image_set.class_names,
-        "input": {"channels": channels, "height": height, "width": width},
-        "normalization": run.data.stats,
-        "metrics": metrics,
-        "training": {"config": run.config.to_dict(), "best_epoch": run.best.best_epoch},
-        "data": {"source": run.data.image_set.source, "split_hash": run.data.split.content_hash},
-    }
+def model_card(run: Run, metrics: dict[str, Any]) -> ModelCard:
+    """What the model file says about the run's best model (versions: filled on saving)."""
+    return ModelCard(
+        architecture=run.architecture,
+        class_names=run.data.image_set.class_names,
+        input=InputShape(*run.input_shape),
+        normalization=run.data.stats,
+        metrics=metrics,
+        training=TrainingRecord(run.config.to_dict(), run.best.best_epoch),
+        data=DataRecord(run.data.image_set.source, run.data.split.content_hash),
+        runtime=RuntimeRecord(channels_last=run.channels_last,
+                              precision=run.runtime.precision),
+    )
 
 
 def finish(run: Run) -> None:
@@ -60,10 +64,11 @@ def finish(run: Run) -> None:
     if len(images) == 0:
         run.console.print("[yellow]warning:[/] no test or val images; metrics.json not written")
         return
-    probabilities = predict_probabilities(model, run.normalizer, images, device=run.device)
+    probabilities = predict_probabilities(model, run.normalizer, images, device=run.device,
+                                          channels_last=run.channels_last)
     metrics = compute_metrics(labels.numpy(), probabilities.numpy(), run.data.image_set.class_names)
     metrics["split"] = part
-    write_json(run.run_dir / "metrics.json", metrics)
+    write_json(RunDir(run.run_dir).metrics, metrics)
     _write_predictions(run, indices, part, labels, probabilities)
     header = {key: metrics[key] for key in HEADER_METRICS if key in metrics}
     save_best_model(run, {"split": part, run.best.metric: run.best.best_value, **header})
@@ -71,7 +76,7 @@ def finish(run: Run) -> None:
     _write_report(run, part, indices, images, labels, probabilities, metrics)
     run.console.print(
         f"best epoch {run.best.best_epoch}: {part} accuracy {metrics['accuracy']:.4f}, "
-        f"macro F1 {metrics['f1_macro']:.4f} -> {run.run_dir / 'model.safetensors'}"
+        f"macro F1 {metrics['f1_macro']:.4f} -> {RunDir(run.run_dir).model}"
     )
 
 
@@ -82,7 +87,7 @@ def _write_report(
     from imgcls.evaluation.report import count_per_split, load_history, write_report
 
     image_set, split = run.data.image_set, run.data.split
-    history = load_history(run.run_dir / "history.jsonl")
+    history = load_history(RunDir(run.run_dir).history)
     write_report(
         run.run_dir, probabilities=probabilities.numpy(), labels=labels.numpy(),
         class_names=image_set.class_names,
@@ -111,4 +116,4 @@ def _write_predictions(
         strict=True,
     ):
         writer.writerow(safe_row([item_ids[index], names[true], names[guess], f"{score:.6f}"]))
-    write_text(run.run_dir / f"{part}_predictions.csv", buffer.getvalue())
+    write_text(RunDir(run.run_dir).predictions(part), buffer.getvalue())

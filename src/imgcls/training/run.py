@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,25 +17,20 @@ from imgcls.config import TrainConfig
 from imgcls.data.augment import build_augment, preset
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.models import get_spec, uses_channels_last
-from imgcls.models.layers import is_small_input
-from imgcls.recipes import default_recipe, load_recipe
-from imgcls.training.auto_model import AUTO, resolve_auto_model
+from imgcls.model_card import Architecture
+from imgcls.rundir import RunDir
+from imgcls.runtime import RuntimeChoice, seed_everything
 from imgcls.training.budget import Budget
-from imgcls.training.distributed import Distributed, check_sync_bn, device_for, shard
-from imgcls.training.early_stop import BestTracker
-from imgcls.training.feature_cache import FrozenHead, cached_batches, plan
-from imgcls.training.optim import build_optimizer
-from imgcls.training.runtime import pick_device, pick_precision, seed_everything, set_threads
-from imgcls.training.schedule import Schedule
-from imgcls.training.setup import (
+from imgcls.training.components import (
     PreparedData,
-    architecture_of,
-    build_model,
+    build_components,
     class_counts,
-    prepare_data,
     warn_if_imbalanced,
 )
+from imgcls.training.distributed import Distributed, shard
+from imgcls.training.early_stop import BestTracker
+from imgcls.training.feature_cache import FrozenHead, cached_batches, plan
+from imgcls.training.schedule import Schedule
 from imgcls.training.state import restore_rng_state
 
 
@@ -57,10 +51,9 @@ class Run:
     config: TrainConfig
     run_dir: Path
     console: Console
-    device: torch.device
-    dtype: torch.dtype | None  # autocast dtype; None: fp32
+    runtime: RuntimeChoice  # device, autocast dtype, memory format, threads
     data: PreparedData
-    architecture: dict[str, Any]
+    architecture: Architecture
     model: nn.Module  # the network being trained (its weights are what last.pt holds)
     forward: nn.Module  # what the step calls: the model, or torch.compile of it
     ema: AveragedModel | None
@@ -73,7 +66,6 @@ class Run:
     train_labels: torch.Tensor  # on the device
     train_indices: torch.Tensor  # item indices of the train split (what streaming decodes)
     input_shape: tuple[int, int, int]  # (C, H, W)
-    channels_last: bool
     steps_per_epoch: int
     loss_weights: torch.Tensor | None = None  # --balance weights: per-class loss weights
     sample_weights: torch.Tensor | None = None  # --balance sampler: per-item draw weights
@@ -86,6 +78,19 @@ class Run:
     dist: Distributed = field(default_factory=Distributed)  # this process's rank under torchrun
     frozen: FrozenHead | None = None  # --freeze-backbone: the head, its cached features
     budget: Budget | None = None  # --time-budget: the deadline and the plan that keeps it
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype; None: fp32."""
+        return self.runtime.dtype
+
+    @property
+    def channels_last(self) -> bool:
+        return self.runtime.channels_last
 
     @property
     def total_steps(self) -> int:
@@ -111,85 +116,51 @@ def assemble(
     info: Distributed | None = None,
 ) -> Run:
     info = info or Distributed()
-    set_threads(config.threads)
-    _set_determinism(config.deterministic)
-    # Ranks draw different augmentations; DDP copies rank 0's initial weights to all.
-    seed_everything(config.seed + info.rank)
-    device = device_for(info, pick_device(config.device))
-    check_sync_bn(config.sync_bn and info.enabled, device)
-    if config.model != AUTO:
-        get_spec(config.model)  # an unknown name fails before the data is loaded
-    data = prepare_data(config, run_dir, console, reuse_split=resume_state is not None,
-                        write_files=info.is_main)
-    if config.model == AUTO:
-        resolve_auto_model(config, data, device, console)
-    if config.recipe is None:
-        _apply_default_recipe(config, data.image_set.image_size, console)
-    dtype = pick_precision(config.precision, device,
-                           cpu_bf16_pays=get_spec(config.model).cpu_bf16)
-    architecture = architecture_of(config, data.image_set)
-    model = build_model(config, architecture, data.image_set.class_names, console).to(device)
-    channels_last = uses_channels_last(config.model, config.channels_last)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_indices = torch.as_tensor(data.split.train, dtype=torch.long)
-    train_labels = data.image_set.labels[train_indices]
+    parts = build_components(config, run_dir, console, reuse_split=resume_state is not None,
+                             info=info)
+    data, model, device = parts.data, parts.model, parts.runtime.device
     # A streamed data set is decoded batch by batch in the loop, never held whole.
-    train_images = None if data.streaming else data.image_set.images[train_indices].to(device)
-    counts = class_counts(train_labels, len(data.image_set.class_names))
+    train_images = (None if data.streaming
+                    else data.image_set.images[parts.train_indices].to(device))
+    counts = class_counts(parts.train_labels, len(data.image_set.class_names))
     warn_if_imbalanced(counts, config, console)
-    optimizer = build_optimizer(model, config)
-    steps_per_epoch = len(shard(batch_order(len(train_labels), config.batch_size, None, device),
-                                info))
+    steps_per_epoch = len(shard(
+        batch_order(len(parts.train_labels), config.batch_size, None, device), info))
     run = Run(
         config=config,
         run_dir=run_dir,
         console=console,
-        device=device,
-        dtype=dtype,
+        runtime=parts.runtime,
         data=data,
-        architecture=architecture,
+        architecture=parts.architecture,
         model=model,
         forward=_forward(model, config, info, device),
         ema=_ema(model, config),
-        normalizer=Normalizer(data.stats).to(device),
+        normalizer=parts.normalizer,
         augment=build_augment(
             preset(config.augment, hflip_ok=data.image_set.hflip_ok,
                    **config.augment_overrides()),
-            image_size=architecture["kwargs"]["image_size"],
-            channels=architecture["kwargs"]["in_channels"],
+            image_size=parts.architecture.kwargs["image_size"],
+            channels=parts.architecture.kwargs["in_channels"],
         ),
-        optimizer=optimizer,
-        schedule=Schedule(optimizer, config, steps_per_epoch),
-        # Loss scaling is only needed for fp16, whose range underflows small gradients.
-        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        optimizer=parts.optimizer,
+        schedule=Schedule(parts.optimizer, config, steps_per_epoch),
+        scaler=parts.scaler,
         train_images=train_images,
-        train_labels=train_labels.to(device),
-        train_indices=train_indices,
+        train_labels=parts.train_labels.to(device),
+        train_indices=parts.train_indices,
         input_shape=(data.image_set.channels, data.image_set.image_size,
                      data.image_set.image_size),
-        channels_last=channels_last,
         steps_per_epoch=steps_per_epoch,
         best=BestTracker(config.metric, config.patience),
         writer=_tensorboard(run_dir) if config.tensorboard and info.is_main else None,
         dist=info,
-        **_balance(config.balance, counts, train_labels, device),
+        **_balance(config.balance, counts, parts.train_labels, device),
     )
     run.frozen = plan(run)
     if resume_state is not None:
         restore(run, resume_state)
     return run
-
-
-def _apply_default_recipe(config: TrainConfig, image_size: int, console: Console) -> None:
-    """On small images, the model's measured recipe supplies the settings left open."""
-    name = default_recipe(config.model) if is_small_input(image_size) else None
-    config.recipe = name or "none"  # config.yaml records it; a repeat applies nothing new
-    if name is None:
-        return
-    taken = config.apply_recipe(load_recipe(name))
-    if taken:
-        console.print(f"recipe {name}: {', '.join(f'{k}={getattr(config, k)}' for k in taken)}")
 
 
 def _forward(
@@ -203,14 +174,6 @@ def _forward(
         forward = torch.nn.parallel.DistributedDataParallel(
             forward, device_ids=[device.index] if device.type == "cuda" else None)
     return torch.compile(forward) if config.compile else forward
-
-
-def _set_determinism(deterministic: bool) -> None:
-    if deterministic and torch.cuda.is_available():
-        # cuBLAS needs a fixed workspace to be deterministic (PyTorch's reproducibility notes).
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.benchmark = not deterministic
 
 
 def _ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
@@ -227,7 +190,7 @@ def _tensorboard(run_dir: Path) -> Any:
     except ImportError:
         raise UserError("--tensorboard needs the tensorboard package: "
                         "pip install 'imgcls[tensorboard]'") from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(RunDir(run_dir).tensorboard))
 
 
 def _balance(
@@ -319,6 +282,6 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     if run.dist.rank > 0:  # last.pt holds rank 0's generator; the others draw their own
         seed_everything(run.config.seed + run.dist.rank + 1000 * state["position"]["epoch"])
     run.position = Position(**state["position"])
-    best_file = run.run_dir / "model.safetensors"
+    best_file = RunDir(run.run_dir).model
     if run.best.best_epoch and best_file.is_file():
         run.best_weights = read_weights(best_file)

@@ -35,7 +35,10 @@ from imgcls.data.augment import augment_batch
 from imgcls.errors import UserError
 from imgcls.inference import predict_probabilities
 from imgcls.io import append_line, write_text
+from imgcls.rundir import RunDir, prepare_run_dir
+from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
+from imgcls.training.components import report_skipped, resolve_init_from
 from imgcls.training.feature_cache import cached_probabilities
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
 from imgcls.training.pacing import (
@@ -52,9 +55,6 @@ from imgcls.training.run import (
     checkpoint,
     epoch_batches,
 )
-from imgcls.training.rundir import prepare_run_dir
-from imgcls.training.runtime import autocast, precision_name
-from imgcls.training.setup import report_skipped, resolve_init_from
 from imgcls.training.state import load_state, save_state
 
 
@@ -79,7 +79,7 @@ def train(
     run_dir = None
     if info.is_main:
         run_dir = prepare_run_dir(config, overwrite=overwrite)
-        write_text(run_dir / "config.yaml", config.to_yaml())
+        write_text(RunDir(run_dir).config, config.to_yaml())
     # Rank 0 picks the directory (runs/x-2 when runs/x exists); every rank uses that one.
     run_dir = Path(distributed.share(str(run_dir), info))
     config.output = str(run_dir)
@@ -99,7 +99,7 @@ def _write_config(run: Run) -> None:
         header = (f"# epochs planned by --time-budget {run.budget.seconds:g}s; "
                   f"this file repeats them without a budget\n")
     resolved = dataclasses.replace(run.config, time_budget=None)
-    write_text(run.run_dir / "config.yaml", header + resolved.to_yaml())
+    write_text(RunDir(run.run_dir).config, header + resolved.to_yaml())
 
 
 def _console(console: Console | None, info: distributed.Distributed) -> Console:
@@ -116,10 +116,10 @@ def resume(
 ) -> Path:
     """Continue a run from its `last.pt`; `epochs` may raise the total to extend it."""
     run_dir = Path(run_dir)
-    state_file = run_dir / "last.pt"
+    state_file = RunDir(run_dir).state
     if not state_file.is_file():
         raise UserError(f"{run_dir} has no last.pt to resume from; pass a run directory")
-    config = TrainConfig.from_yaml(run_dir / "config.yaml")
+    config = TrainConfig.from_yaml(RunDir(run_dir).config)
     if epochs is not None:
         config.epochs = epochs
     config.validate()
@@ -129,7 +129,7 @@ def resume(
     info = distributed.from_environment()
     if info.is_main:
         _remove_partial_writes(run_dir)
-        write_text(run_dir / "config.yaml", config.to_yaml())
+        write_text(RunDir(run_dir).config, config.to_yaml())
     run = assemble(config, run_dir, _console(console, info), resume_state=state, info=info)
     return _loop(run, show_progress and info.is_main)
 
@@ -162,7 +162,7 @@ def _loop(run: Run, show_progress: bool) -> Path:
                 save_best_model(run, {run.best.metric: run.best.best_value})
             run.position = Position(epoch=record["epoch"] + 1)
             if main:
-                save_state(run.run_dir / "last.pt", checkpoint(run))
+                save_state(RunDir(run.run_dir).state, checkpoint(run))
             if run.stop_requested:
                 _interrupted(run)
             if run.best.should_stop:
@@ -345,7 +345,7 @@ def _save_mid_epoch(
     run.position.correct = int(correct.item())
     run.position.seconds = time.perf_counter() - started
     if run.dist.is_main:
-        save_state(run.run_dir / "last.pt", checkpoint(run))
+        save_state(RunDir(run.run_dir).state, checkpoint(run))
     if run.stop_requested:
         _interrupted(run)
 
@@ -409,7 +409,8 @@ def _validate(run: Run) -> dict[str, float]:
         probabilities = cached_probabilities(run, run.frozen, "val", images)
     else:
         probabilities = predict_probabilities(
-            run.eval_model, run.normalizer, images, device=run.device, dtype=run.dtype
+            run.eval_model, run.normalizer, images, device=run.device, dtype=run.dtype,
+            channels_last=run.channels_last,
         )
     predicted = probabilities.argmax(dim=1)
     true_probability = probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12)
@@ -421,7 +422,7 @@ def _validate(run: Run) -> dict[str, float]:
 
 
 def _log_epoch(run: Run, record: dict[str, Any]) -> None:
-    append_line(run.run_dir / "history.jsonl", json.dumps(record))
+    append_line(RunDir(run.run_dir).history, json.dumps(record))
     if run.writer is not None:
         for key, value in record.items():
             if key != "epoch":

@@ -1,9 +1,12 @@
-"""Everything a run needs before its first step: the data, its split and statistics, and
-the network (optionally started from pretrained weights)."""
+"""Everything a run needs before its first step, set up once for training and the lr range
+test alike (build_components): the runtime choices, the data with its split and statistics,
+the network (optionally started from pretrained weights) and its optimizer."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,14 +15,15 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from imgcls.artifact import read_metadata, read_weights
+from imgcls.artifact import read_card, read_weights
 from imgcls.config import TrainConfig
-from imgcls.data.normalize import compute_stats
+from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import Split, split_from_json, split_image_set
 from imgcls.data.stream import StreamingImageSet
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
+from imgcls.model_card import Architecture
 from imgcls.models import (
     create_model,
     freeze_backbone,
@@ -28,10 +32,93 @@ from imgcls.models import (
     read_state_dict_file,
     torchvision_state_dict,
 )
-from imgcls.training.runtime import usable_cpus
+from imgcls.models.layers import is_small_input
+from imgcls.recipes import default_recipe, load_recipe
+from imgcls.rundir import RunDir
+from imgcls.runtime import (
+    RuntimeChoice,
+    pick_device,
+    resolve,
+    seed_everything,
+    set_threads,
+    usable_cpus,
+)
+from imgcls.training.auto_model import AUTO, resolve_auto_model
+from imgcls.training.distributed import Distributed, check_sync_bn, device_for
+from imgcls.training.optim import build_optimizer
 
 # Normalization statistics of a streamed train split come from this many of its images.
 STATS_SAMPLE = 5000
+
+
+@dataclass
+class Components:
+    """What the training loop and the lr range test both work on, set up the same way."""
+
+    runtime: RuntimeChoice
+    data: PreparedData
+    architecture: Architecture
+    model: nn.Module  # on the runtime's device, in its memory format
+    normalizer: Normalizer  # the train split's statistics, on the device
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_indices: torch.Tensor  # item indices of the train split (what streaming decodes)
+    train_labels: torch.Tensor  # their labels, on the CPU
+
+
+def build_components(
+    config: TrainConfig, run_dir: Path, console: Console, *, reuse_split: bool = False,
+    info: Distributed | None = None,
+) -> Components:
+    """Threads, determinism, seeds, data, --model auto, the default recipe, the runtime
+    choices, the network and its optimizer. Resolves `config` in place (model, recipe)."""
+    info = info or Distributed()
+    set_threads(config.threads)
+    set_determinism(config.deterministic)
+    # Ranks draw different augmentations; DDP copies rank 0's initial weights to all.
+    seed_everything(config.seed + info.rank)
+    # Picked before the network is known: --model auto times its candidates on it.
+    device = device_for(info, pick_device(config.device))
+    check_sync_bn(config.sync_bn and info.enabled, device)
+    if config.model != AUTO:
+        get_spec(config.model)  # an unknown name fails before the data is loaded
+    data = prepare_data(config, run_dir, console, reuse_split=reuse_split,
+                        write_files=info.is_main)
+    if config.model == AUTO:
+        resolve_auto_model(config, data, device, console)
+    if config.recipe is None:
+        apply_default_recipe(config, data.image_set.image_size, console)
+    runtime = resolve(config, get_spec(config.model), device=device)
+    architecture = architecture_of(config, data.image_set)
+    model = runtime.place(build_model(config, architecture, data.image_set.class_names, console))
+    train_indices = torch.as_tensor(data.split.train, dtype=torch.long)
+    return Components(
+        runtime=runtime, data=data, architecture=architecture, model=model,
+        normalizer=Normalizer(data.stats).to(device),
+        optimizer=build_optimizer(model, config),
+        # Loss scaling is only needed for fp16, whose range underflows small gradients.
+        scaler=torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16),
+        train_indices=train_indices, train_labels=data.image_set.labels[train_indices],
+    )
+
+
+def set_determinism(deterministic: bool) -> None:
+    if deterministic and torch.cuda.is_available():
+        # cuBLAS needs a fixed workspace to be deterministic (PyTorch's reproducibility notes).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def apply_default_recipe(config: TrainConfig, image_size: int, console: Console) -> None:
+    """On small images, the model's measured recipe supplies the settings left open."""
+    name = default_recipe(config.model) if is_small_input(image_size) else None
+    config.recipe = name or "none"  # config.yaml records it; a repeat applies nothing new
+    if name is None:
+        return
+    taken = config.apply_recipe(load_recipe(name))
+    if taken:
+        console.print(f"recipe {name}: {', '.join(f'{k}={getattr(config, k)}' for k in taken)}")
 
 
 @dataclass
@@ -49,6 +136,18 @@ class PreparedData:
     def subset(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels, _ = self.subset_with_indices(part)
         return images, labels
+
+    def batches(
+        self, indices: torch.Tensor, batch_size: int, *, pin_memory: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images, labels) on the CPU for `indices`, in that order, `batch_size` at a
+        time; a streamed data set decodes them batch by batch (a bad file is left out)."""
+        if self.streaming:
+            yield from self.image_set.batches(indices, batch_size, self.workers,
+                                              pin_memory=pin_memory)
+            return
+        for chunk in indices.split(batch_size):
+            yield self.image_set.images[chunk], self.image_set.labels[chunk]
 
     def subset_with_indices(self, part: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A split's uint8 images, labels and item indices. A streamed data set decodes the
@@ -86,7 +185,7 @@ def prepare_data(
     )
     if write_files:
         report_skipped(image_set, run_dir, console)
-    split = _split(config, image_set, run_dir / "split.json", reuse_split, write_files)
+    split = _split(config, image_set, RunDir(run_dir).split, reuse_split, write_files)
     if len(split.train) == 0:
         raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")
     workers = config.workers if config.workers is not None else usable_cpus()
@@ -147,7 +246,7 @@ def report_skipped(
 ) -> None:
     if not image_set.skipped:
         return
-    listing = run_dir / "skipped.txt"
+    listing = RunDir(run_dir).skipped
     write_text(listing, "".join(f"{item}\t{reason}\n" for item, reason in image_set.skipped))
     console.print(
         f"[yellow]warning:[/] skipped {len(image_set.skipped)} unreadable file(s); "
@@ -167,15 +266,15 @@ def resolve_init_from(config: TrainConfig) -> None:
     if not config.init_from:
         return
     try:
-        architecture = read_metadata(config.init_from)["architecture"]
+        architecture = read_card(config.init_from).architecture
     except UserError as error:
         raise UserError(f"--init-from: {error}") from None
-    kwargs = architecture.get("kwargs", {})
+    kwargs = architecture.kwargs
     if config.model in OPEN_MODEL_CHOICES:
-        config.model = architecture["name"]
-    taken = {"model": architecture["name"], "channels": kwargs.get("in_channels"),
+        config.model = architecture.name
+    taken = {"model": architecture.name, "channels": kwargs.get("in_channels"),
              "image_size": kwargs.get("image_size")}
-    if config.model == architecture["name"]:  # another network keeps its own of these
+    if config.model == architecture.name:  # another network keeps its own of these
         taken.update({name: kwargs.get(name) for name in ("width", "activation", "dropout")})
     for name, value in taken.items():
         if getattr(config, name) is None:
@@ -186,7 +285,7 @@ def resolve_init_from(config: TrainConfig) -> None:
 
 def architecture_of(
     config: TrainConfig, image_set: ImageSet | StreamingImageSet
-) -> dict[str, Any]:
+) -> Architecture:
     """The registry name and keyword arguments that rebuild this network (model file)."""
     channels, height = image_set.channels, image_set.image_size
     kwargs = {
@@ -197,15 +296,15 @@ def architecture_of(
         "dropout": config.dropout,
         "width": config.width,
     }
-    return {"name": config.model, "kwargs": {k: v for k, v in kwargs.items() if v is not None}}
+    return Architecture(config.model, {k: v for k, v in kwargs.items() if v is not None})
 
 
 def build_model(
-    config: TrainConfig, architecture: dict[str, Any], class_names: list[str], console: Console
+    config: TrainConfig, architecture: Architecture, class_names: list[str], console: Console
 ) -> nn.Module:
-    model = create_model(architecture["name"], **architecture["kwargs"])
-    spec = get_spec(architecture["name"])
-    in_channels = architecture["kwargs"]["in_channels"]
+    model = create_model(architecture.name, **architecture.kwargs)
+    spec = get_spec(architecture.name)
+    in_channels = architecture.kwargs["in_channels"]
     if config.pretrained:
         weights = (
             torchvision_state_dict(spec)
@@ -215,7 +314,7 @@ def build_model(
         report = load_compatible(model, weights, head=spec.head, in_channels=in_channels)
         console.print(f"pretrained: {_describe(report)} from {config.pretrained}")
     if config.init_from:
-        same_classes = read_metadata(config.init_from)["class_names"] == class_names
+        same_classes = read_card(config.init_from).class_names == class_names
         # The head carries over only when it predicts the same classes in the same order.
         head = "" if same_classes else spec.head
         report = load_compatible(
