@@ -280,18 +280,17 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from imgcls.evaluation.evaluate import evaluate_predictions, write_eval_report
     from imgcls.io import write_json
-    from imgcls.rundir import RunDir
 
     evaluation = evaluate_predictions(args.model, args.data, split=args.split,
                                       data_dir=args.data_dir)
     metrics = evaluation.metrics
-    run = RunDir.of_model(args.model)
-    output = Path(args.output) if args.output else run.evaluation(metrics["split"], ".json")
+    model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
+    output = Path(args.output) if args.output else model_dir / f"eval-{metrics['split']}.json"
     write_json(output, metrics)
     _print_metrics(metrics)
     print(f"metrics written to {output}")
     if not args.no_report:
-        report = Path(args.report) if args.report else run.evaluation(metrics["split"], ".html")
+        report = Path(args.report) if args.report else model_dir / f"eval-{metrics['split']}.html"
         print(f"report written to {write_eval_report(evaluation, report, args.model)}")
     return 0
 

@@ -169,7 +169,7 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from imgcls.artifact import read_card
+    from imgcls.artifact import read_metadata
     from imgcls.data.builtin import builtin_name
     from imgcls.export import check_parity, export_model, parity_images
 
@@ -177,9 +177,9 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {args.format} to {written}")
     if args.check_samples <= 0:
         return 0
-    card = read_card(args.model)
-    data = args.check_data or builtin_name(card.data.source if card.data is not None else "")
-    images, source = parity_images(card, args.check_samples, data, args.data_dir)
+    metadata = read_metadata(args.model)
+    data = args.check_data or builtin_name(str(metadata.get("data", {}).get("source", "")))
+    images, source = parity_images(metadata, args.check_samples, data, args.data_dir)
     parity = check_parity(args.model, written, images, source)
     print(parity.describe())
     if parity.top1_agreement < 1 or parity.max_abs_difference > 1e-4:
