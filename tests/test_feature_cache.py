@@ -14,8 +14,8 @@ import yaml
 from torch import nn
 
 import imgcls
+import imgcls.training.components as training_components
 import imgcls.training.feature_cache as feature_cache
-import imgcls.training.run as training_run
 from imgcls.artifact import read_weights
 from imgcls.cli import main
 from imgcls.config import TrainConfig
@@ -65,7 +65,7 @@ def test_the_backbone_sees_each_image_once(
     digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
-    build_model = training_run.build_model
+    build_model = training_components.build_model
 
     def counting(*args: Any, **kwargs: Any) -> nn.Module:
         model = build_model(*args, **kwargs)
@@ -73,7 +73,7 @@ def test_the_backbone_sees_each_image_once(
             len(inputs[0])))
         return model
 
-    monkeypatch.setattr(training_run, "build_model", counting)
+    monkeypatch.setattr(training_components, "build_model", counting)
     run_dir = _frozen_run(digits_run, tmp_path / "run", epochs=3)
     split = json.loads((run_dir / "split.json").read_text())
     images = sum(len(split[part]) for part in ("train", "val", "test"))
