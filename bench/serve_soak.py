@@ -17,7 +17,7 @@ Content-Type, empty bodies, malformed v2 JSON, bodies over --max-upload-mb, no A
 clients that leave 5 ms into a request. Fails (exit 1) on any status outside its kind's set,
 on a transport error, on an ERROR or a traceback in the server's log, or on the server's
 RSS growing more than 10% between the end of the warm-up and the end. Loopback only; the
-server is a subprocess (`python -m imgcls.cli_serve serve`, with an API key), the load one
+server is a subprocess (`python -m imgcls.cli.serve serve`, with an API key), the load one
 asyncio process with aiohttp; the model a randomly initialised lenet5 (the point is the
 service, not the model).
 
@@ -148,7 +148,7 @@ def main() -> None:
 
 
 def start_server(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "imgcls.cli_serve", "serve", str(model), "--port",
+    command = [sys.executable, "-m", "imgcls.cli.serve", "serve", str(model), "--port",
                str(port), "--model-name", MODEL_NAME, "--max-upload-mb", str(MAX_UPLOAD_MB),
                "--log-level", "warning"]
     environment = {**os.environ, "IMGCLS_API_KEY": KEY}

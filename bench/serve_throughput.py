@@ -17,7 +17,7 @@ no GPU, torch 2.14.1, 2 threads; vgg11_bn on 1x28x28 (Fashion-MNIST's shape), 32
     server's own 4.5) and uvicorn parsed with h11 on asyncio: 83 vs 31 images/s (2.64x)
     at 3x32, 5 ms. The 2026-11-28 AVX512 VM gave 3.54x (160.8 vs 45.4) there.
 
-Loopback only. The server is a subprocess (`python -m imgcls.cli_serve serve`), the load a
+Loopback only. The server is a subprocess (`python -m imgcls.cli.serve serve`), the load a
 single asyncio process with 32 concurrent aiohttp clients posting the same PNG to
 /v1/predict; each setting runs at most --seconds and --max-requests after a warm-up. The
 model is a randomly initialised network (weights do not change speed) written to a
@@ -126,7 +126,7 @@ def png_bytes(size: int, channels: int) -> bytes:
 def run_setting(model_file: Path, image: bytes, max_batch: int,
                 args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
-    command = [sys.executable, "-m", "imgcls.cli_serve", "serve", str(model_file), "--port",
+    command = [sys.executable, "-m", "imgcls.cli.serve", "serve", str(model_file), "--port",
                str(port), "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
                "--max-queue", "4096", "--log-level", "warning"]
     server = subprocess.Popen(command, env={**os.environ, "IMGCLS_API_KEY": ""})

@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from imgcls import cli
-from imgcls.cli_data import add_data_commands
+from imgcls.cli.data import add_commands as add_data_commands
+from imgcls.cli.parsing import Parser
 
 BOMB_LIMIT = 1000  # pixels; the bomb has 10,000, every other image at most 300
 # The non-UTF-8 names, as bytes: "café.png" in Latin-1, and a broken file with byte 0xff.
@@ -177,8 +178,8 @@ def run_data_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     """`imgcls ARGV` through cli.main (so its UserError handling), with the data verbs."""
 
     def build_parser() -> argparse.ArgumentParser:
-        parser = cli._Parser(prog="imgcls")
-        verbs = parser.add_subparsers(dest="verb", required=True, parser_class=cli._Parser)
+        parser = Parser(prog="imgcls")
+        verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
         add_data_commands(verbs)
         return parser
 

@@ -10,8 +10,8 @@ from PIL import Image
 from rich.console import Console
 
 import imgcls.compare
-from imgcls.cli import _Parser
-from imgcls.cli_tools import add_tool_commands
+from imgcls.cli.parsing import Parser
+from imgcls.cli.tools import add_commands as add_tool_commands
 from imgcls.compare import Leaderboard, Row, compare, rank, write_leaderboard
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
@@ -111,8 +111,8 @@ def test_unknown_or_repeated_models_are_refused_before_training(tmp_path: Path) 
 
 
 def test_cli_parses_compare(tmp_path: Path) -> None:
-    parser = _Parser(prog="imgcls")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    parser = Parser(prog="imgcls")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
     add_tool_commands(verbs)
     args = parser.parse_args(["compare", "--data", "digits", "--models", "lenet5,resnet18",
                               "--epochs", "3", "--lr", "0.01", "--seed", "2", "-o",

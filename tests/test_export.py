@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from imgcls.artifact import read_card
-from imgcls.cli_serve import main as serve_main
+from imgcls.cli.serve import main as serve_main
 from imgcls.export import check_parity, export_model, parity_images
 from imgcls.predict import Predictor
 from imgcls.serve import ServeSettings, create_app

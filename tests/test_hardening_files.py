@@ -355,7 +355,7 @@ def test_safe_cell_keeps_numbers() -> None:
 
 
 def test_predictions_csv_escapes_a_class_name() -> None:
-    from imgcls.cli import _format_predictions
+    from imgcls.cli.train import _format_predictions
 
     text = _format_predictions([{"input": "-x.png", "label": "=cmd()", "score": 0.5,
                                  "topk": [{"label": "=cmd()", "score": 0.5}]}], "csv")

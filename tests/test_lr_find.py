@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.cli import _Parser
-from imgcls.cli_tools import add_tool_commands
+from imgcls.cli.parsing import Parser
+from imgcls.cli.tools import add_commands as add_tool_commands
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
 from imgcls.training.lr_find import Curve, LrFindResult, find_lr, lr_schedule, suggest_lr
@@ -102,8 +102,8 @@ def test_rejects_a_bad_range() -> None:
 
 
 def test_cli_parses_lr_find(tmp_path: Path) -> None:
-    parser = _Parser(prog="imgcls")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    parser = Parser(prog="imgcls")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
     add_tool_commands(verbs)
     args = parser.parse_args(["lr-find", "--data", "digits", "--model", "lenet5",
                               "--steps", "40", "--max-lr", "1", "-b", "32",

@@ -13,8 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls.cli import _Parser, main
-from imgcls.cli_serve import add_serve_commands, serve_settings
+from imgcls.cli import main
+from imgcls.cli.parsing import Parser
+from imgcls.cli.serve import add_commands as add_serve_commands
+from imgcls.cli.serve import serve_settings
 from imgcls.data.sources import load_source
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
@@ -151,9 +153,9 @@ def test_flags_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
         serve_parser().parse_args(["serve"])
 
 
-def serve_parser() -> _Parser:
-    parser = _Parser(prog="imgcls")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+def serve_parser() -> Parser:
+    parser = Parser(prog="imgcls")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
     add_serve_commands(verbs)
     return parser
 

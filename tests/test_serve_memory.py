@@ -67,7 +67,7 @@ def serve(model: Path, *flags: str) -> Iterator[tuple[str, int]]:
     port = free_port()
     environment = {**os.environ, "IMGCLS_LOG_LEVEL": "warning"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "imgcls.cli_serve", "serve", str(model), "--port", str(port),
+        [sys.executable, "-m", "imgcls.cli.serve", "serve", str(model), "--port", str(port),
          "--threads", "1", *flags], env=environment, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"

@@ -185,7 +185,7 @@ def test_good_requests_still_answer(server: str) -> None:
 
 
 def test_max_pixels_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgcls.cli_serve import serve_settings
+    from imgcls.cli.serve import serve_settings
 
     assert ServeSettings().max_pixels == 40_000_000
     monkeypatch.setenv("IMGCLS_MAX_PIXELS", "100M")

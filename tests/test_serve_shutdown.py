@@ -26,7 +26,7 @@ def test_sigterm_drains_the_queue(digits_run: Path, tmp_path: Path) -> None:
     environment = {**os.environ, "IMGCLS_MAX_WAIT_MS": "1500", "IMGCLS_MAX_BATCH": "64",
                    "IMGCLS_LOG_LEVEL": "warning"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "imgcls.cli_serve", "serve", str(digits_run), "--port",
+        [sys.executable, "-m", "imgcls.cli.serve", "serve", str(digits_run), "--port",
          str(port)], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     statuses: list[int] = []

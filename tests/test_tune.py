@@ -17,7 +17,7 @@ from PIL import Image
 from rich.console import Console
 
 import imgcls
-from imgcls.cli_tune import main as tune_main
+from imgcls.cli.tools import main as tune_main
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
 from imgcls.tune import EpochReporter, SearchSpace, open_storage, tune
@@ -34,7 +34,7 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two `imgcls tune` processes, 2 trials each, on one SQLite study."""
     root = tmp_path_factory.mktemp("tune")
     storage = f"sqlite:///{root / 'tune.db'}"
-    command = [sys.executable, "-m", "imgcls.cli_tune", "tune", *TRIAL_FLAGS, "--trials", "2",
+    command = [sys.executable, "-m", "imgcls.cli.tools", "tune", *TRIAL_FLAGS, "--trials", "2",
                "--storage", storage, "--study", "digits", "--output", str(root / "out")]
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     started = time.perf_counter()

@@ -1,5 +1,7 @@
 """`imgcls serve` and `imgcls export`: argument parsing only.
 
+`python -m imgcls.cli.serve serve|export ...` runs these verbs without the rest of the CLI.
+
 Every `serve` flag can also come from an environment variable: IMGCLS_ and the flag's name
 in capitals (--max-batch -> IMGCLS_MAX_BATCH, MODEL -> IMGCLS_MODEL); a flag on the
 command line wins. Containers and Kubernetes set these instead of building a command line.
@@ -13,15 +15,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from imgcls.cli.parsing import Parser, add_verbs, run
 from imgcls.errors import UserError
-from imgcls.serve.security import is_loopback, read_key_file
-from imgcls.serve.settings import ServeSettings
+from imgcls.extras import require
+from imgcls.serve.settings import ServeSettings  # a plain dataclass: no [serve] extra needed
 
 _DEFAULTS = ServeSettings()
 _YES, _NO = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
-def add_serve_commands(verbs: argparse._SubParsersAction) -> None:
+def add_commands(verbs: argparse._SubParsersAction) -> None:
     _add_serve(verbs)
     _add_export(verbs)
 
@@ -106,6 +109,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    require("imgcls serve", "serve", "fastapi", "uvicorn")
     import uvicorn
 
     from imgcls.serve import create_app
@@ -126,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
 def check_exposure(settings: ServeSettings, insecure: bool) -> None:
     """Safe by default: a port others can reach needs an API key, or an explicit
     --insecure (then a warning)."""
+    from imgcls.serve.security import is_loopback
+
     if is_loopback(settings.host) or settings.api_key:
         return
     if not insecure:
@@ -142,6 +148,8 @@ def _api_key(args: argparse.Namespace) -> str | None:
         raise UserError("give the API key once: --api-key (IMGCLS_API_KEY) or "
                         "--api-key-file (IMGCLS_API_KEY_FILE), not both")
     if args.api_key_file:
+        from imgcls.serve.security import read_key_file
+
         return read_key_file(args.api_key_file)
     return args.api_key or None
 
@@ -169,7 +177,10 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from imgcls.artifact import read_metadata
+    if args.format == "onnx":  # the torch exporter writes through onnx and onnxscript
+        needed = ("onnx", "onnxscript", *(("onnxruntime",) if args.check_samples > 0 else ()))
+        require("imgcls export --format onnx", "serve", *needed)
+    from imgcls.artifact import read_card
     from imgcls.data.builtin import builtin_name
     from imgcls.export import check_parity, export_model, parity_images
 
@@ -177,9 +188,9 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {args.format} to {written}")
     if args.check_samples <= 0:
         return 0
-    metadata = read_metadata(args.model)
-    data = args.check_data or builtin_name(str(metadata.get("data", {}).get("source", "")))
-    images, source = parity_images(metadata, args.check_samples, data, args.data_dir)
+    card = read_card(args.model)
+    data = args.check_data or builtin_name(card.data.source if card.data is not None else "")
+    images, source = parity_images(card, args.check_samples, data, args.data_dir)
     parity = check_parity(args.model, written, images, source)
     print(parity.describe())
     if parity.top1_agreement < 1 or parity.max_abs_difference > 1e-4:
@@ -190,11 +201,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m imgcls.cli_serve serve|export ...`, the same verbs without the full CLI."""
-    from imgcls.cli import _Parser, run
-
-    parser = _Parser(prog="imgcls")
-    add_serve_commands(parser.add_subparsers(dest="verb", required=True, parser_class=_Parser))
+    """`python -m imgcls.cli.serve serve|export ...`, the same verbs without the full CLI."""
+    parser = Parser(prog="imgcls")
+    add_commands(add_verbs(parser))
     return run(parser, argv)
 
 

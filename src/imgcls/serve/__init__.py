@@ -9,7 +9,20 @@ listen where) · guard.py (clients that leave) · server.py (uvicorn's options) 
 static/index.html (the web page).
 """
 
-from imgcls.serve.app import create_app
+from __future__ import annotations
+
+from typing import Any
+
 from imgcls.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # create_app is imported on first use: FastAPI is the [serve] extra, and the CLI reads
+    # ServeSettings (this package) for its flags' defaults in a core install too.
+    if name == "create_app":
+        from imgcls.serve.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
