@@ -1,0 +1,10 @@
+"""The phone app: a static, installable web page that classifies offline in the browser.
+
+`build_web_app` writes it as a folder (`imgcls export --format web`); `web_app_files`
+gives the same files in memory (`imgcls serve` at /app). The model runs under
+onnxruntime-web, vendored in vendor/ so that building needs no network.
+"""
+
+from imgcls.webapp.build import build_web_app, web_app_files
+
+__all__ = ["build_web_app", "web_app_files"]
