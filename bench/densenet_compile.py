@@ -6,6 +6,7 @@ shared with other work at nice 19, so the compile time is inflated, the images/s
     python bench/densenet_compile.py eager fp32 cl    first step 53.1 s,   28.4 images/s
     python bench/densenet_compile.py compile fp32 cl  first step 1103.5 s, 20.0 images/s
     python bench/densenet_compile.py eager bf16 cl    first step 14.9 s,   36.7 images/s
+    (that bf16 row came from a first version that also ran the backward under autocast)
     (compile bf16 was stopped after the fp32 result: the compiled step was slower, and its
     compilation took minutes even with a persistent TORCHINDUCTOR_CACHE_DIR.)
 So inductor's fused kernels lose to eager oneDNN convolutions on this network at 1x28x28,
