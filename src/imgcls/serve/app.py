@@ -1,7 +1,8 @@
 """`create_app(model_path, settings)`: the FastAPI application of `imgcls serve`.
 
 Routes: /v1/predict and /v1/model (routes_v1), the KServe v2 protocol (routes_v2),
-/healthz, /readyz, /metrics, and the web page at /. OpenAPI docs at /docs.
+/healthz, /readyz, /metrics, the web page at / and the phone app at /app/ (webapp_route).
+OpenAPI docs at /docs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from imgcls.serve import routes_v1, routes_v2
 from imgcls.serve.errors import install_error_handlers
 from imgcls.serve.guard import ClientGuardMiddleware
 from imgcls.serve.metrics import MetricsMiddleware
-from imgcls.serve.security import ApiKeyMiddleware
+from imgcls.serve.security import OPEN_PATHS, ApiKeyMiddleware
 from imgcls.serve.service import Service
 from imgcls.serve.settings import ServeSettings
+from imgcls.serve.webapp_route import add_web_app, public_paths
 
 
 def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:
@@ -36,11 +38,14 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.router)
     _add_operations(app)
+    add_web_app(app, model_path, service.model_name)  # the phone app at /app/
     # add_middleware wraps what is there: the last added runs first. Metrics see every
     # answer (401s included); CORS answers preflights before the key is checked; the
     # client guard, outermost, can stop everything below when the client leaves.
     if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+        # The phone app's shell is public like the page at /; its model needs the key.
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key,
+                           open_paths=OPEN_PATHS | public_paths())
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"],

@@ -43,14 +43,17 @@ def read_key_file(path: str | Path) -> str:
 
 
 class ApiKeyMiddleware:
-    """401 for every route but OPEN_PATHS without `Authorization: Bearer <key>`."""
+    """401 for every route but `open_paths` without `Authorization: Bearer <key>`."""
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, api_key: str,
+                 open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self._expected = f"Bearer {api_key}".encode()
+        self._open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
+        if (scope["type"] != "http" or scope["path"] in self._open_paths
+                or self._authorized(scope)):
             await self.app(scope, receive, send)
             return
         body = json.dumps(error_body(scope["path"], "unauthorized",
