@@ -166,7 +166,8 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
     command = verbs.add_parser("export", help="write a model file as ONNX or TorchScript")
     command.set_defaults(handler=_export)
     command.add_argument("model", metavar="MODEL", help="a model.safetensors or a run directory")
-    command.add_argument("--format", choices=FORMATS, default="onnx")
+    command.add_argument("--format", choices=(*FORMATS, "web"), default="onnx",
+                         help="web: a folder with an offline phone app (imgcls.webapp)")
     command.add_argument("--output", "-o", help="default: beside the model (model.onnx, "
                          "model.torchscript.pt)")
     command.add_argument("--check-samples", type=int, default=256,
@@ -177,6 +178,11 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "web":
+        require("imgcls export --format web", "serve", "onnx", "onnxscript", "onnxruntime")
+        from imgcls.webapp.command import export_web
+
+        return export_web(args)
     if args.format == "onnx":  # the torch exporter writes through onnx and onnxscript
         needed = ("onnx", "onnxscript", *(("onnxruntime",) if args.check_samples > 0 else ()))
         require("imgcls export --format onnx", "serve", *needed)
