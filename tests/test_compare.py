@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-import imgcls.compare
+import imgcls.tools.compare
 from imgcls.cli.parsing import Parser
 from imgcls.cli.tools import add_commands as add_tool_commands
-from imgcls.compare import Leaderboard, Row, compare, rank, write_leaderboard
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
+from imgcls.tools.compare import Leaderboard, Row, compare, rank, write_leaderboard
 
 # Two cheap networks at a quarter of their width (0.2 and 21 MFLOPs at 1x32x32), two epochs;
 # "alexnet" is made to fail below. One thread: on the shared 2-core test machine two
@@ -26,7 +26,7 @@ CONFIG = TrainConfig(data="digits", epochs=2, batch_size=64, width=0.25, threads
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory) -> Leaderboard:
-    real_train = imgcls.compare.train
+    real_train = imgcls.tools.compare.train
 
     def train_or_fail(config: TrainConfig, **options: object) -> Path:
         if config.model == "alexnet":  # as create_model does for a too-small image
@@ -34,7 +34,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Leaderboard:
         return real_train(config, **options)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(imgcls.compare, "train", train_or_fail)
+        patch.setattr(imgcls.tools.compare, "train", train_or_fail)
         output = tmp_path_factory.mktemp("compare")
         return compare(CONFIG, MODELS, output, console=Console(quiet=True))
 

@@ -10,7 +10,8 @@ import torch
 
 from imgcls.config import TrainConfig
 from imgcls.data.stream import StreamingImageSet
-from imgcls.training import components, lr_find
+from imgcls.tools import lr_find
+from imgcls.training import components
 
 from imagefolder import write_folder
 

@@ -14,7 +14,7 @@ from imgcls.cli.parsing import Parser
 from imgcls.cli.tools import add_commands as add_tool_commands
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.training.lr_find import Curve, LrFindResult, find_lr, lr_schedule, suggest_lr
+from imgcls.tools.lr_find import Curve, LrFindResult, find_lr, lr_schedule, suggest_lr
 
 MIN_LR, MAX_LR, STEPS = 1e-7, 10.0, 60
 

@@ -20,7 +20,7 @@ import imgcls
 from imgcls.cli.tools import main as tune_main
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.tune import EpochReporter, SearchSpace, open_storage, tune
+from imgcls.tools.tune import EpochReporter, SearchSpace, open_storage, tune
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Tiny trials: lenet5 on digits, one thread each (two workers share the 2 test cores).

@@ -14,7 +14,8 @@ from imgcls.cli.options import add_train_options, comma_list, config_from_args
 from imgcls.cli.parsing import Parser, add_verbs, run
 from imgcls.config import OPTIMIZERS
 from imgcls.errors import UserError
-from imgcls.tune import DEFAULT_STORAGE, PRUNERS, SEARCHABLE, TUNE_METRICS, SearchSpace
+from imgcls.tools.tune.space import PRUNERS, SEARCHABLE, TUNE_METRICS, SearchSpace
+from imgcls.tools.tune.storage import DEFAULT_STORAGE
 
 
 def add_commands(verbs: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def _add_train_options(command: argparse.ArgumentParser, *, model_flag: bool) ->
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from imgcls.training.lr_find import find_lr
+    from imgcls.tools.lr_find import find_lr
 
     result = find_lr(config_from_args(args), min_lr=args.min_lr, max_lr=args.max_lr,
                      steps=args.steps, output=Path(args.output_dir))
@@ -85,12 +86,10 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from imgcls.compare import compare
+    from imgcls.tools.compare import compare
 
-    models = comma_list(args.models)
-    if not models:
-        raise UserError("--models is empty; pass e.g. --models lenet5,resnet18")
-    board = compare(config_from_args(args), models, Path(args.output_dir),
+    # compare() refuses an empty, repeated or unknown name before training anything.
+    board = compare(config_from_args(args), comma_list(args.models), Path(args.output_dir),
                     overwrite=args.overwrite, show_progress=not args.no_progress)
     # Exit 1 when no model finished, so a script notices.
     return 0 if board.best is not None else 1
@@ -141,14 +140,13 @@ def _add_tune(verbs: argparse._SubParsersAction) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from imgcls.tune import tune
+    from imgcls.tools.tune import tune
 
     models = None
     if args.search_models is not None:
+        # tune() refuses an empty, repeated or unknown name before any trial runs.
         models = tuple(comma_list(args.search_models))
-        if not models:
-            raise UserError("--search-models is empty; pass e.g. --search-models lenet5,resnet18")
-        if hasattr(args, "model") and args.model not in models:
+        if models and hasattr(args, "model") and args.model not in models:
             raise UserError(f"--model {args.model} is not among --search-models "
                             f"{','.join(models)}; pass one of them, or neither")
     optimizers = OPTIMIZERS

@@ -7,8 +7,6 @@ learning rate where the smoothed loss falls fastest. The model is thrown away af
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from torch import nn
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
 from imgcls.io import write_json, write_text
+from imgcls.tools.common import csv_text, new_figure, save_figure
 from imgcls.training.components import Components, build_components
 
 # Weight of the past in the loss's moving average. fastai's 0.98 averages over ~50 steps,
@@ -210,12 +209,10 @@ def suggest_lr(lrs: list[float], smoothed: list[float]) -> Suggestion:
 
 def _write_outputs(result: LrFindResult, config: TrainConfig, output: Path) -> Path:
     output.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["lr", "loss", "smoothed"])
-    for row in zip(result.lrs, result.losses, result.smoothed, strict=True):
-        writer.writerow([f"{value:.6g}" for value in row])
-    write_text(output / "lr_find.csv", buffer.getvalue())
+    columns = ("lr", "loss", "smoothed")
+    rows = ({name: f"{value:.6g}" for name, value in zip(columns, values, strict=True)}
+            for values in zip(result.lrs, result.losses, result.smoothed, strict=True))
+    write_text(output / "lr_find.csv", csv_text(columns, rows))
     write_json(output / "lr_find.json", {
         "suggested_lr": result.suggested_lr,
         "rule": result.rule,
@@ -232,12 +229,8 @@ def _write_outputs(result: LrFindResult, config: TrainConfig, output: Path) -> P
 
 
 def _plot(result: LrFindResult, config: TrainConfig, path: Path) -> None:
-    # A bare Figure renders with Agg and never touches pyplot's global backend, so a
-    # notebook or GUI user's own backend is left alone.
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    axes = figure.add_subplot()
+    figure = new_figure()
+    axes = figure.axes[0]
     axes.plot(result.lrs, result.losses, color="0.75", linewidth=1, label="loss (batch)")
     axes.plot(result.lrs, result.smoothed, color="C0", linewidth=2, label="loss (smoothed)")
     suggested_loss = float(np.interp(np.log10(result.suggested_lr), np.log10(result.lrs),
@@ -255,4 +248,4 @@ def _plot(result: LrFindResult, config: TrainConfig, path: Path) -> None:
                    f"batch {config.batch_size}")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path)

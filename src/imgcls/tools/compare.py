@@ -8,8 +8,6 @@ failed, with the reason, and the others still run.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import dataclass, fields, replace
@@ -21,11 +19,17 @@ from rich.table import Table
 
 from imgcls.artifact import build_network, read_card
 from imgcls.config import TrainConfig
-from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
 from imgcls.io import write_text
-from imgcls.models import count_parameters, get_spec, mflops
+from imgcls.models import count_parameters, mflops
 from imgcls.rundir import RunDir
+from imgcls.tools.common import (
+    check_model_names,
+    csv_text,
+    first_line,
+    new_figure,
+    save_figure,
+)
 from imgcls.training.components import prepare_data
 from imgcls.training.trainer import train
 
@@ -64,7 +68,7 @@ def compare(
     output/<model>/ on one shared split; write and print the leaderboard."""
     console = console or Console(soft_wrap=True)
     output = Path(output)
-    _check_models(models)
+    check_model_names(models, "--models")
     config = replace(config, output=None).validate()
     _check_free(output, models, overwrite)
     split_file = _write_split(config, output, console)
@@ -79,17 +83,6 @@ def compare(
     write_leaderboard(board)
     print_leaderboard(board, console)
     return board
-
-
-def _check_models(models: list[str]) -> None:
-    if not models:
-        raise UserError("no models to compare; pass e.g. --models lenet5,resnet18")
-    repeated = sorted({name for name in models if models.count(name) > 1})
-    if repeated:
-        raise UserError(f"--models names {', '.join(repeated)} more than once")
-    # A typo is caught now, not after hours of training the models before it.
-    for name in models:
-        get_spec(name)
 
 
 def _check_free(output: Path, models: list[str], overwrite: bool) -> None:
@@ -117,7 +110,7 @@ def _train_one(
     # A user error (a too-small image, bad weights) or a runtime one (out of memory) ends
     # this model's run only; the comparison goes on with the others.
     except (UserError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error, default=type(error).__name__)
         console.print(f"[red]{config.model} failed:[/] {reason}")
         return Row(config.model, "failed", run_dir=str(run_dir), error=reason)
     console.print(f"{config.model}: {time.perf_counter() - started:.1f}s in all")
@@ -194,13 +187,10 @@ def write_leaderboard(board: Leaderboard) -> None:
 
 def _csv(board: Leaderboard) -> str:
     # Raw numbers, not display strings: the CSV is for other programs.
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    for index, row in enumerate(board.rows, start=1):
-        values = {f.name: getattr(row, f.name) for f in fields(Row)}
-        writer.writerow(safe_values({**values, "rank": index if row.status == "ok" else ""}))
-    return buffer.getvalue()
+    rows = ({**{f.name: getattr(row, f.name) for f in fields(Row)},
+             "rank": index if row.status == "ok" else ""}
+            for index, row in enumerate(board.rows, start=1))
+    return csv_text(COLUMNS, rows)
 
 
 def _markdown(board: Leaderboard) -> str:
@@ -226,11 +216,8 @@ def _describe_best(board: Leaderboard) -> str:
 
 def _plot(board: Leaderboard, path: Path) -> None:
     """Test accuracy against training time, one labelled point per finished model."""
-    # A bare Figure renders with Agg and leaves pyplot's global backend alone.
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    axes = figure.add_subplot()
+    figure = new_figure()
+    axes = figure.axes[0]
     finished = [row for row in board.rows if row.status == "ok"]
     for row in finished:
         axes.scatter(row.train_seconds, row.accuracy, s=40,
@@ -248,7 +235,7 @@ def _plot(board: Leaderboard, path: Path) -> None:
     axes.set_ylabel("test accuracy")
     axes.set_title("leaderboard: test accuracy against training time")
     axes.grid(True, which="both", alpha=0.3)
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path)
 
 
 def print_leaderboard(board: Leaderboard, console: Console) -> None:
