@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__version__ = "0.1.0"
+from imgcls.version import __version__
 
 __all__ = ["__version__", "evaluate", "list_models", "load", "one_hot", "resume", "train"]
 

@@ -17,13 +17,12 @@ from imgcls.errors import UserError
 from imgcls.io import atomic_path
 from imgcls.model_card import ModelCard
 from imgcls.rundir import resolve_model_path
+from imgcls.version import __version__
 
 METADATA_KEY = "imgcls"
 
 
 def versions() -> dict[str, str]:
-    from imgcls import __version__
-
     return {
         "imgcls": __version__,
         "torch": torch.__version__,
