@@ -29,7 +29,7 @@ from PIL import Image
 
 from imgcls.serve.live import free_port, wait_ready
 
-DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0 or shutil.which("setpriv") is None,

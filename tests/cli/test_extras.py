@@ -16,7 +16,7 @@ import pytest
 
 from imgcls.cli import main
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 # Every package that only an extra brings (pyproject.toml's serve, tensorboard and tune).
 EXTRA_PACKAGES = ("fastapi", "starlette", "pydantic", "uvicorn", "multipart", "python_multipart",
                   "prometheus_client", "httpx", "onnx", "onnxruntime", "onnxscript", "optuna",

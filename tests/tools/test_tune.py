@@ -22,7 +22,7 @@ from imgcls.config import TrainConfig
 from imgcls.errors import UserError
 from imgcls.tools.tune import EpochReporter, SearchSpace, open_storage, tune
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 # Tiny trials: lenet5 on digits, one thread each (two workers share the 2 test cores).
 TRIAL_FLAGS = ["--data", "digits", "--model", "lenet5", "--epochs", "2", "--batch-size", "128",
                "--threads", "1",
