@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from imgcls.version import __version__
+
+if TYPE_CHECKING:  # torch is imported where it is used: `imgcls --help` takes no second for it
+    import torch
 
 __all__ = ["__version__", "evaluate", "list_models", "load", "one_hot", "resume", "train"]
 
@@ -64,5 +65,7 @@ def list_models() -> list[str]:
 
 def one_hot(labels: torch.Tensor | list[int], num_classes: int) -> torch.Tensor:
     """Class indices [N] -> float one-hot rows [N, num_classes]."""
+    import torch
+
     indices = torch.as_tensor(labels, dtype=torch.long)
     return torch.nn.functional.one_hot(indices, num_classes).float()

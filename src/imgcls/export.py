@@ -26,11 +26,10 @@ from torch import nn
 from imgcls.artifact import load_model
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
+from imgcls.export_formats import FORMATS, SUFFIXES
 from imgcls.model_card import ModelCard
 from imgcls.rundir import resolve_model_path
 
-FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
 _EXAMPLE_BATCH = 2  # traced with 2, not 1, so no exporter specializes the batch axis to 1

@@ -161,7 +161,7 @@ def _yes(value: str, name: str) -> bool:
 
 
 def _add_export(verbs: argparse._SubParsersAction) -> None:
-    from imgcls.export import FORMATS
+    from imgcls.export_formats import FORMATS  # not imgcls.export: that imports torch
 
     command = verbs.add_parser("export", help="write a model file as ONNX or TorchScript")
     command.set_defaults(handler=_export)
