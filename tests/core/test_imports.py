@@ -153,6 +153,12 @@ def test_relative_imports_resolve(tmp_path: Path) -> None:
         ("imgcls.a.sibling", ()), ("imgcls.other", ("name",)), ("imgcls.a.sub", ("_x",))}
 
 
+def test_the_cycle_finder_finds_cycles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "e"}, "e": {"d"}, "f": {"a"}}
+    groups = [group for group in strongly_connected(graph) if len(group) > 1]
+    assert sorted(groups) == [["a", "b", "c"], ["d", "e"]]
+
+
 def test_no_import_cycle() -> None:
     edges = all_imports()
     graph: dict[str, set[str]] = {}

@@ -12,6 +12,7 @@ from PIL import Image
 
 from imgcls.data.decode import (
     BadImageError,
+    ImageTooLarge,
     decode_arrays,
     decode_file,
     decode_files,
@@ -187,10 +188,12 @@ def test_decode_files_with_no_paths() -> None:
     assert images.shape == (0, 1, 8, 8) and decoded == [] and skipped == []
 
 
-@pytest.mark.parametrize("pixels", [150, 400])  # PIL warns above 1x, raises above 2x
+# PIL warns above 1x its limit (imgcls's own check refuses, from the header) and raises above
+# 2x (PIL's refusal, passed on).
+@pytest.mark.parametrize(("pixels", "own_check"), [(150, True), (400, False)])
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_decompression_bomb_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pixels: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pixels: int, own_check: bool
 ) -> None:
     path = tmp_path / "bomb.png"
     Image.new("L", (pixels, 1)).save(path)
@@ -198,6 +201,8 @@ def test_decompression_bomb_is_refused(
     with pytest.raises(BadImageError, match="decompression bomb") as caught:
         open_image(path)
     assert caught.value.path == str(path)
+    assert isinstance(caught.value, ImageTooLarge) is own_check
+    assert isinstance(caught.value.__cause__, Image.DecompressionBombError) is not own_check
 
 
 def test_bad_image_error_is_a_one_line_user_error(tmp_path: Path) -> None:

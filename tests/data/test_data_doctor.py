@@ -154,11 +154,15 @@ def test_layout_problems_are_findings(tmp_path: Path) -> None:
     assert kinds == {("layout", tmp_path.name), ("loose_file", "loose.png")}
 
 
-@pytest.mark.parametrize("source", ["nowhere", "digits", "file.txt"])
-def test_unusable_source_is_a_user_error(tmp_path: Path, source: str) -> None:
+@pytest.mark.parametrize(("source", "message"), [
+    ("nowhere", "is not an existing folder or CSV file"),
+    ("digits", "is a built-in data set"),
+    ("file.txt", "is a file but not a .csv"),
+])
+def test_unusable_source_is_a_user_error(tmp_path: Path, source: str, message: str) -> None:
     (tmp_path / "file.txt").write_text("x")
     path = source if source == "digits" else str(tmp_path / source)
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=message):
         scan(path)
 
 

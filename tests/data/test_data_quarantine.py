@@ -123,8 +123,9 @@ def test_interrupted_quarantine_restores(bad_root: Path, tmp_path: Path,
         real_move(source, destination)
 
     monkeypatch.setattr(module, "_move_without_overwrite", move_twice_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         quarantine(scan(bad_root), bad_root, tmp_path / "q")
+    assert len(calls) == 3  # two files moved, the third move failed
     monkeypatch.setattr(module, "_move_without_overwrite", real_move)
     assert restore(tmp_path / "q" / MANIFEST_NAME) == 2
     assert tree_digest(bad_root) == before

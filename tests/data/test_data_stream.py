@@ -73,7 +73,7 @@ def test_a_bad_file_is_left_out_and_recorded(tmp_path: Path) -> None:
     (root / "top" / "top_000x.jpg").write_bytes(good[: len(good) // 2])  # truncated
     streaming = _streaming(root)
     bad = streaming.item_ids.index("top/top_000x.jpg")
-    with pytest.raises(BadImageError):
+    with pytest.raises(BadImageError, match="truncated or corrupt image"):
         streaming.images[bad]
     first = list(streaming.batches(torch.arange(len(streaming)), 4, with_indices=True))
     assert sum(len(images) for images, _, _ in first) == len(streaming) - 1

@@ -137,6 +137,7 @@ def test_per_class_cells_equal_metrics_json_and_sklearn(random_report) -> None:
     sklearn = classification_report(true, predicted, output_dict=True, zero_division=0,
                                     labels=range(7), target_names=metrics["class_names"])
     assert len(cells) == 7 * 4
+    assert len(metrics["per_class"]) == 7  # the loop below checks every cell
     for name, row in metrics["per_class"].items():
         for column in ("precision", "recall", "f1"):
             assert float(cells[name, column]) == row[column]

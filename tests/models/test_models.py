@@ -251,11 +251,14 @@ def test_too_small_image_is_a_user_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{"num_classes": 1}, {"in_channels": 0}, {"activation": "swish"}, {"dropout": 1.0}],
+    ("options", "message"),
+    [({"num_classes": 1}, "at least 2 classes; got 1"),
+     ({"in_channels": 0}, "at least 1 channel; got 0"),
+     ({"activation": "swish"}, "unknown activation 'swish'"),
+     ({"dropout": 1.0}, r"dropout must be in \[0, 1\); got 1.0")],
 )
-def test_bad_options_are_user_errors(options: dict[str, object]) -> None:
-    with pytest.raises(UserError):
+def test_bad_options_are_user_errors(options: dict[str, object], message: str) -> None:
+    with pytest.raises(UserError, match=message):
         _build("lenet5", **options)
 
 
@@ -347,11 +350,26 @@ def test_read_state_dict_files(tmp_path) -> None:
         assert read.keys() == tensors.keys() and torch.equal(read["a.weight"], tensors["a.weight"])
 
 
+class _OpensAFile:
+    """Unpickled, it calls open(path, "w"): the file appearing means the pickle ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
 def test_read_state_dict_file_refuses_pickled_objects_and_missing_files(tmp_path) -> None:
-    with open(tmp_path / "evil.pt", "wb") as file:
-        pickle.dump({"a": print}, file, protocol=2)
-    with pytest.raises(UserError, match="not a plain state dict"):
+    # A well-formed torch.save file (so no format error can stand in for the refusal) whose
+    # pickle would run code if loaded without weights_only.
+    canary = tmp_path / "the-pickle-ran"
+    torch.save({"a.weight": _OpensAFile(str(canary))}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="not a plain state dict") as caught:
         read_state_dict_file(tmp_path / "evil.pt")
+    assert isinstance(caught.value.__cause__, pickle.UnpicklingError)
+    assert "Weights only load failed" in str(caught.value.__cause__)
+    assert not canary.exists()
     with pytest.raises(UserError, match="not found"):
         read_state_dict_file(tmp_path / "absent.pth")
 

@@ -135,6 +135,7 @@ def test_a_flag_fixes_a_setting_and_models_can_be_searched(tmp_path: Path) -> No
                   study_name="space", storage=f"sqlite:///{tmp_path / 't.db'}",
                   output=tmp_path / "out", space=space, pruner="hyperband", sampler_seed=1,
                   console=Console(quiet=True), train_fn=_stub_train({}, {}))
+    assert len(result.study.trials) == 4  # the loop below checks every one
     for trial in result.study.trials:
         config = trial.user_attrs["config"]
         assert config["batch_size"] == 48 and "batch_size" not in trial.params

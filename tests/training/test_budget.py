@@ -48,12 +48,17 @@ def test_the_plan_is_the_longest_that_fits(seed: int) -> None:
     left = chance.uniform(30, 4000)
     steps_done = chance.choice([0, chance.randint(0, 300)])
     steps = plan_steps(left, costs, steps_per_epoch, steps_done)
-    if steps == 0:  # not even one more step fits
-        assert _cost(steps_done + 1, costs, steps_per_epoch, steps_done) > left
-        return
-    assert steps > steps_done
+    assert steps > steps_done  # these seeds all leave room for a step; 0 is tested below
     assert _cost(steps, costs, steps_per_epoch, steps_done) <= left + 1e-9
     assert _cost(steps + 1, costs, steps_per_epoch, steps_done) > left
+
+
+@pytest.mark.parametrize("steps_done", [0, 7, 10])
+def test_no_plan_when_not_even_one_step_fits(steps_done: int) -> None:
+    costs = Costs(step_s=0.5, val_s=4.0, finish_s=20.0)
+    one_more = _cost(steps_done + 1, costs, 10, steps_done)
+    assert plan_steps(one_more - 0.01, costs, 10, steps_done) == 0
+    assert plan_steps(one_more, costs, 10, steps_done) == steps_done + 1
 
 
 def _simulate(budget_s: float, drift: float, seed: int) -> float:

@@ -59,7 +59,9 @@ def test_both_ranks_train_one_run_directory(ddp_run: Path) -> None:
     assert [p.name for p in ddp_run.parent.iterdir()] == ["run"]
     assert not list(ddp_run.glob(".*.tmp"))
     split = json.loads((ddp_run / "split.json").read_text())
-    for record in _history(ddp_run):
+    history = _history(ddp_run)
+    assert len(history) == EPOCHS
+    for record in history:
         # Images over all ranks: both shards, so about the whole train split per epoch.
         images = record["images_per_s"] * record["seconds"]
         assert len(split["train"]) - 2 * PER_RANK_BATCH <= images <= len(split["train"])

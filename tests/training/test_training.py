@@ -91,6 +91,7 @@ def test_metrics_agree_with_scikit_learn(digits_run: Path) -> None:
         for name in ("precision", "recall", "f1"):
             key = "f1-score" if name == "f1" else name
             assert metrics[f"{name}_{average}"] == pytest.approx(report[f"{average} avg"][key])
+    assert len(metrics["per_class"]) == 10  # the loop below checks every digit
     for label, row in metrics["per_class"].items():
         assert row["f1"] == pytest.approx(report[label]["f1-score"])
         assert row["support"] == report[label]["support"]

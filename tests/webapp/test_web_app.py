@@ -169,10 +169,12 @@ def test_export_writes_a_complete_app(web_folder: Path) -> None:
     assert runtime | {"index.html", "app.js", "preprocess.js", "sw.js", "model.onnx",
                       "model.json", "manifest.webmanifest", "icon-192.png", "icon-512.png",
                       "ort/LICENSE", "ort/VENDOR.json"} == names
+    assert record["files"]  # the loop below checks every one
     for name, expected in record["files"].items():  # copied unchanged from the npm release
         data = (web_folder / "ort" / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == expected["sha256"]
     manifest = json.loads((web_folder / "manifest.webmanifest").read_text())
+    assert [icon["src"] for icon in manifest["icons"]] == ["icon-192.png", "icon-512.png"]
     for icon in manifest["icons"]:
         with Image.open(web_folder / icon["src"]) as image:
             assert f"{image.width}x{image.height}" == icon["sizes"]
