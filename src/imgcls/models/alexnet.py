@@ -7,11 +7,15 @@ width scales the conv channels and the classifier's hidden units.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
-from torchvision.models import AlexNet
 
 from imgcls.models.layers import is_small_input, replace_activations, resize_linears, scaled
 from imgcls.models.registry import ModelSpec, register
+
+if TYPE_CHECKING:
+    from torchvision.models import AlexNet
 
 
 def _features(in_channels: int, small: bool, width: float) -> tuple[nn.Sequential, int]:
@@ -48,6 +52,8 @@ def build_alexnet(
     dropout: float = 0.5,
     width: float = 1.0,
 ) -> AlexNet:
+    from torchvision.models import AlexNet  # here, not at the top: see build_vgg
+
     model = AlexNet(num_classes=num_classes, dropout=dropout)
     model.features, channels = _features(in_channels, is_small_input(image_size), width)
     if width != 1.0:

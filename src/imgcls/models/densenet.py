@@ -22,32 +22,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torchvision import models
+from torch import nn
 
-from imgcls.models.dense_train import train_features
 from imgcls.models.layers import is_small_input, replace_activations, scaled
 from imgcls.models.registry import ModelSpec, register
 
-
-class DenseNet(models.DenseNet):
-    """torchvision's DenseNet with its final ReLU as a module, so replace_activations reaches
-    it, an optional dropout before the classifier (neither has weights: keys are unchanged),
-    and a faster training forward (dense_train.train_features)."""
-
-    def __init__(self, *, dropout: float, **config: object) -> None:
-        super().__init__(**config)
-        self.final_activation: nn.Module = nn.ReLU(inplace=True)
-        self.head_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        features = train_features(self.features, x) if self.training else self.features(x)
-        out = self.final_activation(features)
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        return self.classifier(self.head_dropout(out))
+if TYPE_CHECKING:
+    from imgcls.models.densenet_module import DenseNet
 
 
 @dataclass(frozen=True)
@@ -80,6 +63,10 @@ def build_densenet(
     dropout: float = 0.0,
     width: float = 1.0,
 ) -> DenseNet:
+    # Imported when a DenseNet is built: its class derives from torchvision's, and torchvision
+    # takes ~2 s to import, which loading a model of another family should not pay.
+    from imgcls.models.densenet_module import DenseNet
+
     stem_channels = scaled(config.num_init_features, width)
     model = DenseNet(
         growth_rate=scaled(config.growth_rate, width),

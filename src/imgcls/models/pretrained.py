@@ -11,11 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 import torch
 from torch import Tensor, nn
-from torchvision.models import get_model_weights
 
 from imgcls.errors import UserError
 from imgcls.models.registry import ModelSpec
@@ -90,6 +90,14 @@ def _adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
     repeats = -(-in_channels // source_channels)  # ceiling division
     repeated = weight.repeat(1, repeats, 1, 1)[:, :in_channels]
     return repeated * (source_channels / in_channels)
+
+
+def get_model_weights(name: str) -> Any:
+    """torchvision's weights enum of a network, importing torchvision (~2 s) only now: loading
+    a model file for prediction should not pay for it."""
+    from torchvision.models import get_model_weights as weights_of
+
+    return weights_of(name)
 
 
 def torchvision_state_dict(spec: ModelSpec) -> dict[str, Tensor]:

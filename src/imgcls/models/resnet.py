@@ -10,18 +10,21 @@ the bare Linear the registry names as the head and torchvision's keys stay as th
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from imgcls.models.layers import is_small_input, replace_activations, scaled
 from imgcls.models.registry import ModelSpec, register
+
+if TYPE_CHECKING:
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 _STAGE_PLANES = (64, 128, 256, 512)
 
 
 def build_resnet(
-    block: type[BasicBlock | Bottleneck],
+    block_name: str,
     layers: list[int],
     *,
     num_classes: int,
@@ -31,7 +34,12 @@ def build_resnet(
     dropout: float = 0.0,
     width: float = 1.0,
 ) -> ResNet:
-    model = ResNet(block, layers, num_classes=num_classes)
+    """`block_name`: torchvision's block class, "BasicBlock" or "Bottleneck"."""
+    # Imported here, not at the top: see build_vgg.
+    from torchvision.models import resnet
+
+    block = getattr(resnet, block_name)
+    model = resnet.ResNet(block, layers, num_classes=num_classes)
     if width != 1.0:
         _rebuild_stages(model, block, layers, width)
     stem_channels = model.bn1.num_features
@@ -74,10 +82,10 @@ def _init_like_torchvision(model: ResNet) -> None:
             nn.init.zeros_(module.bias)
 
 
-_DEPTHS: dict[str, tuple[type[BasicBlock | Bottleneck], list[int]]] = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+_DEPTHS: dict[str, tuple[str, list[int]]] = {  # torchvision's block class, by name
+    "resnet18": ("BasicBlock", [2, 2, 2, 2]),
+    "resnet34": ("BasicBlock", [3, 4, 6, 3]),
+    "resnet50": ("Bottleneck", [3, 4, 6, 3]),
 }
 
 for _name, (_block, _layers) in _DEPTHS.items():

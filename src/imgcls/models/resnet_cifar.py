@@ -20,7 +20,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock
 
 from imgcls.models.layers import replace_activations, scaled
 from imgcls.models.registry import ModelSpec, register
@@ -68,6 +67,10 @@ class CifarResNet(nn.Module):
 
 
 def _stage(in_channels: int, channels: int, blocks: int, stride: int) -> nn.Sequential:
+    # Imported when a network is built: torchvision takes ~2 s to import, which loading
+    # a model of a family without it (lenet5, say) should not pay.
+    from torchvision.models.resnet import BasicBlock
+
     shortcut = None
     if stride != 1 or in_channels != channels:
         shortcut = ZeroPadShortcut(stride, channels - in_channels)

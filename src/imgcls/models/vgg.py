@@ -11,13 +11,16 @@ width scales the conv channels and the classifier's hidden units.
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchvision.models import VGG
 
 from imgcls.models.layers import is_small_input, replace_activations, resize_linears, scaled
 from imgcls.models.registry import ModelSpec, register
+
+if TYPE_CHECKING:
+    from torchvision.models import VGG
 
 # torchvision's cfgs "A", "B", "D", "E": conv output channels, "M" a 2x2 max pool.
 _CONFIGS: dict[str, list[int | str]] = {
@@ -63,6 +66,10 @@ def build_vgg(
     dropout: float = 0.5,
     width: float = 1.0,
 ) -> VGG:
+    # Imported here, not at the top: torchvision takes ~2 s to import, which loading a
+    # model of another family (lenet5, say) should not pay; the registry imports every family.
+    from torchvision.models import VGG
+
     features, channels = _features(
         _CONFIGS[config_name],
         batch_norm=batch_norm,
