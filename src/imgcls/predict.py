@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgcls.artifact import load_model
+from imgcls.artifact import load_model, model_file
+from imgcls.backends import DEFAULT_BATCH_SIZES, Backend, BackendInputs, open_backend
 from imgcls.data.decode import BadImageError, DecodeBudget, decode_file, to_uint8_chw
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.inference import predict_probabilities
 from imgcls.model_card import ModelCard
 from imgcls.models import get_spec
 from imgcls.runtime import Requested, RuntimeChoice, resolve
@@ -89,10 +89,19 @@ def prediction_request(card: ModelCard, device: str | None) -> Requested:
 
 
 class Predictor:
-    def __init__(self, path: str | Path, *, device: str | None = None) -> None:
+    """`backend`: how a model.safetensors runs (imgcls.backends: torch, torch-folded,
+    torch-jit, onnx, onnx-int8, or auto, timed at `batch_sizes`); an .onnx file always runs
+    under onnxruntime."""
+
+    def __init__(self, path: str | Path, *, device: str | None = None, backend: str = "torch",
+                 batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> None:
         self.onnx: OnnxModel | None = None
         self.runtime: RuntimeChoice | None = None  # torch's choices; None under onnxruntime
+        self.backend: Backend | None = None  # None for an .onnx file
         if is_onnx(path):
+            if backend not in ("torch", "auto", "onnx"):
+                raise UserError(f"--backend {backend} needs a model.safetensors; {path} is "
+                                "an ONNX file, which runs under onnxruntime")
             self.onnx = OnnxModel(path)
             self.card = self.onnx.card
             self.device = torch.device("cpu")  # onnxruntime's CPU provider
@@ -105,10 +114,17 @@ class Predictor:
             self.device = self.runtime.device
             self.model = self.runtime.place(model)
             self.normalizer = Normalizer(self.card.normalization).to(self.device)
+            inputs = BackendInputs(model_file(path), self.model, self.card, self.runtime,
+                                   self.normalizer)
+            self.backend = open_backend(backend, inputs, batch_sizes=batch_sizes)
         self.class_names: list[str] = self.card.class_names
         self.channels: int = self.card.input.channels
         self.image_size: int = self.card.input.size
         self.budget = DecodeBudget()  # PIL's pixel limit; big images reduced early
+
+    @property
+    def backend_name(self) -> str:
+        return "onnxruntime" if self.backend is None else self.backend.name
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -133,11 +149,8 @@ class Predictor:
         (or float pixels in 0..255)."""
         if self.onnx is not None:
             return self.onnx.probabilities(images, batch_size)
-        assert self.runtime is not None  # set whenever onnx is None
-        return predict_probabilities(
-            self.model, self.normalizer, images, batch_size=batch_size, device=self.device,
-            channels_last=self.runtime.channels_last,
-        )
+        assert self.backend is not None  # set whenever onnx is None
+        return self.backend.probabilities(images, batch_size)
 
     def predict(self, images: ImageInput | Sequence[ImageInput], topk: int = 5) -> list[Prediction]:
         """Top-k labels for paths, PIL images or arrays; a bad input gets an error, not a crash."""
@@ -199,5 +212,5 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array.astype(np.uint8)))
 
 
-def load(path: str | Path, *, device: str | None = None) -> Predictor:
-    return Predictor(path, device=device)
+def load(path: str | Path, *, device: str | None = None, backend: str = "torch") -> Predictor:
+    return Predictor(path, device=device, backend=backend)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from imgcls.cli.backend_option import add_backend_option, add_quantize_options
 from imgcls.cli.parsing import Parser, add_verbs, run
 from imgcls.errors import UserError
 from imgcls.extras import require
@@ -84,6 +85,7 @@ def _add_serve(verbs: argparse._SubParsersAction) -> None:
                 type=int)
     _env_option(command, "--log-level", defaults.log_level, "uvicorn's log level",
                 choices=("critical", "error", "warning", "info", "debug"))
+    add_backend_option(command, env=True)
 
 
 def pixel_count(text: str | int) -> int:
@@ -104,7 +106,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         timeout_s=args.timeout_s, read_timeout_s=args.read_timeout_s, topk=args.topk,
         model_name=args.model_name, device=args.device, threads=args.threads,
-        log_level=args.log_level,
+        log_level=args.log_level, backend=args.backend,
     )
 
 
@@ -175,9 +177,15 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("--check-data", help="folder, CSV or built-in name for the parity "
                          "check (default: the model's built-in data set, else random images)")
     command.add_argument("--data-dir", help="where built-in data sets' files are")
+    add_quantize_options(command)
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.quantize:
+        require("imgcls export --quantize int8", "serve", "onnx", "onnxruntime")
+        from imgcls.backends.int8_export import export_int8_command
+
+        return export_int8_command(args)
     if args.format == "web":
         require("imgcls export --format web", "serve", "onnx", "onnxscript", "onnxruntime")
         from imgcls.webapp.command import export_web

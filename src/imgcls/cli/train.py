@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from imgcls.cli.backend_option import add_backend_option
 from imgcls.cli.options import add_train_options, comma_list, config_from_args, given_settings
 from imgcls.csv_safe import safe_row
 from imgcls.errors import UserError
@@ -73,6 +74,7 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("--report", metavar="FILE",
                          help="the HTML report (default: eval-<split>.html beside the model)")
     command.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    add_backend_option(command)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -81,7 +83,7 @@ def _eval(args: argparse.Namespace) -> int:
     from imgcls.rundir import RunDir
 
     evaluation = evaluate_predictions(args.model, args.data, split=args.split,
-                                      data_dir=args.data_dir)
+                                      data_dir=args.data_dir, backend=args.backend)
     metrics = evaluation.metrics
     run = RunDir.of_model(args.model)
     output = Path(args.output) if args.output else run.evaluation(metrics["split"], ".json")
@@ -123,6 +125,7 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("inputs", metavar="IMAGE|DIR", nargs="+")
     command.add_argument("--topk", type=int, default=5)
     command.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    add_backend_option(command)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -130,7 +133,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.topk < 1:
         raise UserError(f"--topk must be at least 1; got {args.topk}")
-    predictor = Predictor(args.model)
+    predictor = Predictor(args.model, backend=args.backend)
     predictions = [p.to_dict() for p in predictor.predict(_expand(args.inputs), topk=args.topk)]
     print(_format_predictions(predictions, args.format), end="")
     failed = [p for p in predictions if p.get("error")]

@@ -33,17 +33,20 @@ class Evaluation:
 
 
 def evaluate(
-    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None
+    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """metrics.json's schema plus `split` and `data`. split None: test for the data the model
-    was trained on, all of it for any other data."""
-    return evaluate_predictions(model_path, data, split=split, data_dir=data_dir).metrics
+    was trained on, all of it for any other data. `backend`: see imgcls.backends."""
+    return evaluate_predictions(model_path, data, split=split, data_dir=data_dir,
+                                backend=backend).metrics
 
 
 def evaluate_predictions(
-    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None
+    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None,
+    backend: str = "torch",
 ) -> Evaluation:
-    predictor = Predictor(model_path)
+    predictor = Predictor(model_path, backend=backend, batch_sizes=(256,))
     image_set = load_source(
         data, channels=predictor.channels, image_size=predictor.image_size, data_dir=data_dir
     )
@@ -52,7 +55,7 @@ def evaluate_predictions(
     part = split or ("test" if trained_on else "all")
     if part not in SPLITS:
         raise UserError(f"unknown split {part!r}; --split takes one of: {', '.join(SPLITS)}")
-    indices = _indices(Path(model_path), card, image_set, part, trained_on)
+    indices = split_indices(Path(model_path), card, image_set, part, trained_on)
     labels = _model_labels(image_set, predictor.class_names)[indices]
     probabilities = predictor.probabilities(image_set.images[torch.as_tensor(indices)])
     metrics = compute_metrics(labels, probabilities.numpy(), predictor.class_names)
@@ -81,9 +84,10 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
     )
 
 
-def _indices(
+def split_indices(
     model_path: Path, card: ModelCard, image_set: ImageSet, part: str, trained_on: bool
 ) -> np.ndarray:
+    """Indices into `image_set` of split `part` (train, val, test, all) of the model's run."""
     if part == "all":
         return np.arange(len(image_set.labels))
     if not trained_on or card.data is None:

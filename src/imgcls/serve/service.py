@@ -32,7 +32,8 @@ class Service:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.settings = settings
-        self.predictor = Predictor(model_path, device=settings.device)
+        self.predictor = Predictor(model_path, device=settings.device, backend=settings.backend,
+                                   batch_sizes=(1, settings.max_batch))
         self.model_name = settings.model_name or default_model_name(model_path)
         self.class_names: list[str] = self.predictor.class_names
         self.batcher = Batcher(self._infer, max_batch=settings.max_batch,
@@ -129,7 +130,7 @@ class Service:
         header = self.predictor.card.to_header()  # the sections as the model file holds them
         return {"name": self.model_name, "class_names": self.class_names,
                 **{key: header[key] for key in MODEL_INFO_SECTIONS},
-                "backend": "onnxruntime" if self.predictor.onnx is not None else "torch",
+                "backend": self.predictor.backend_name,
                 "device": str(self.predictor.device)}
 
 

@@ -32,6 +32,7 @@ class ServeSettings:
     model_name: str | None = None  # name in URLs and answers; default from the file name
     device: str | None = None  # cpu, cuda, cuda:1; default CUDA when present
     threads: int | None = None  # torch / onnxruntime threads; default: all cores
+    backend: str = "torch"  # imgcls.backends; auto times them at batch 1 and max_batch
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -1,0 +1,82 @@
+"""`--backend auto`: the fastest candidate on this machine for each batch size in use.
+
+On first use each candidate runs the batch sizes in use on seeded random pixels (timing.py);
+a candidate whose probabilities differ from eager torch's by more than PARITY_TOLERANCE is
+dropped, so auto never trades correctness for speed. The timings are cached, so a later
+load builds only the winners. A batch of another size runs on the winner of the nearest
+measured size (nearest in log scale: 64 is nearer 256 than 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from imgcls.backends.base import Backend
+from imgcls.backends.timing import Timings, median_ms, read_timings, write_timings
+
+PARITY_TOLERANCE = 1e-4  # of probabilities against eager fp32 (int8 is checked on export)
+# A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
+# first load of a big network does not spend minutes on it.
+TIMED_BATCH_CAP = 64
+
+Factory = Callable[[], Backend]
+
+
+class AutoBackend:
+    name = "auto"
+
+    def __init__(self, candidates: dict[str, Factory], *, batch_sizes: Sequence[int],
+                 timings_file: Path, machine: str, example: torch.Tensor,
+                 exact: set[str]) -> None:
+        """`candidates`: name -> builder, eager "torch" first (the parity reference);
+        `example`: pixels [B, C, H, W] for timing; `exact`: candidates held to parity."""
+        sizes = sorted({max(1, min(size, TIMED_BATCH_CAP)) for size in batch_sizes})
+        timings = read_timings(timings_file, machine)
+        if not _covers(timings, candidates, sizes):
+            timings = measure(candidates, sizes, example, exact)
+            write_timings(timings_file, machine, timings)
+        self.timings = {name: timings[name] for name in candidates if name in timings}
+        self.chosen = {size: fastest(self.timings, size) for size in sizes}
+        self.backends = {name: candidates[name]() for name in set(self.chosen.values())}
+
+    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+        size = max(1, min(batch_size, len(images)))
+        return self.backends[self.choice(size)].probabilities(images, batch_size)
+
+    def choice(self, size: int) -> str:
+        nearest = min(self.chosen, key=lambda measured: abs(math.log(measured / size)))
+        return self.chosen[nearest]
+
+
+def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Tensor,
+            exact: set[str]) -> Timings:
+    timings: Timings = {}
+    reference: torch.Tensor | None = None
+    for name, build in candidates.items():  # one at a time: only one held in memory
+        backend = build()
+        output = backend.probabilities(example[: max(sizes)], max(sizes))
+        if reference is None:
+            reference = output
+        elif name in exact and (output - reference).abs().max().item() > PARITY_TOLERANCE:
+            timings[name] = {}  # not the same function: recorded, never chosen
+            continue
+        timings[name] = {size: median_ms(lambda b=backend, s=size: b.probabilities(
+            example[:s], s)) for size in sizes}
+        del backend
+    return timings
+
+
+def fastest(timings: Timings, size: int) -> str:
+    measured = [name for name, sizes_ms in timings.items() if sizes_ms]
+    return min(measured, key=lambda name: timings[name][size])
+
+
+def _covers(timings: Timings, candidates: dict[str, Factory], sizes: list[int]) -> bool:
+    """Whether the stored timings rank every candidate (an int8 file exported since then
+    is one more) at every size in use."""
+    return set(candidates) <= set(timings) and all(
+        size in sizes_ms for sizes_ms in timings.values() if sizes_ms for size in sizes)

@@ -1,0 +1,120 @@
+"""`open_backend`: the backend a name asks for, built from a loaded model file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from imgcls.backends.auto import PARITY_TOLERANCE, TIMED_BATCH_CAP, AutoBackend, Factory
+from imgcls.backends.base import Backend, BackendInputs
+from imgcls.backends.cache import BackendCache, cache_for
+from imgcls.backends.int8_record import read_check
+from imgcls.backends.onnx_backend import OnnxBackend
+from imgcls.backends.onnx_file import write_fp32_onnx
+from imgcls.backends.timing import machine_key
+from imgcls.backends.torch_backends import EagerTorch, FoldedTorch, JitTorch
+from imgcls.errors import UserError
+
+BACKENDS = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
+DEFAULT_BATCH_SIZES = (1, 256)
+_CPU_ONLY = {"torch-jit", "onnx", "onnx-int8"}  # oneDNN prepacking; onnxruntime's CPU provider
+_PARITY_IMAGES = 4  # seeded random images an explicitly chosen backend is checked on
+
+
+def open_backend(name: str, inputs: BackendInputs, *,
+                 batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> Backend:
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r}; --backend takes one of: "
+                        f"{', '.join(BACKENDS)}")
+    on_cpu = inputs.runtime.device.type == "cpu"
+    if name in _CPU_ONLY and not on_cpu:
+        raise UserError(f"--backend {name} runs on the CPU; add --device cpu, or use "
+                        "--backend torch or torch-folded on a GPU")
+    if name == "auto":
+        return _auto(inputs, batch_sizes)
+    if name == "torch":
+        return EagerTorch(inputs)
+    backend = _factories(inputs, _LazyCache(inputs))[name]()
+    if name != "onnx-int8":  # int8 differs by design; its export checked its accuracy
+        check_parity(backend, inputs)
+    return backend
+
+
+class _LazyCache:
+    """The model file's cache, found (its sha256 computed) only if a backend needs it."""
+
+    def __init__(self, inputs: BackendInputs) -> None:
+        self.inputs = inputs
+        self._cache: BackendCache | None = None
+
+    def get(self) -> BackendCache:
+        if self._cache is None:
+            self._cache = cache_for(self.inputs.model_file)
+        return self._cache
+
+
+def _factories(inputs: BackendInputs, cache: _LazyCache) -> dict[str, Factory]:
+    threads = torch.get_num_threads()  # what torch runs with here (serve sets --threads)
+    return {
+        "torch": lambda: EagerTorch(inputs),
+        "torch-folded": lambda: FoldedTorch(inputs),
+        "torch-jit": lambda: JitTorch(inputs),
+        "onnx": lambda: OnnxBackend(fp32_onnx(cache.get(), inputs.model_file), "onnx",
+                                    threads=threads),
+        "onnx-int8": lambda: OnnxBackend(int8_onnx(cache.get()), "onnx-int8", threads=threads),
+    }
+
+
+def fp32_onnx(cache: BackendCache, model_file: Path) -> Path:
+    """The cached fp32 export of `model_file`, written on first use."""
+    path = cache.path("fp32.onnx")
+    return path if path.is_file() else write_fp32_onnx(model_file, path)
+
+
+def int8_onnx(cache: BackendCache) -> Path:
+    """The int8 export, only where `imgcls export --quantize int8` made it and it passed."""
+    path, check = cache.path("int8.onnx"), read_check(cache.path("int8.json"))
+    if check is not None and not check.passed:
+        raise UserError(f"the int8 model failed its accuracy check: {check.describe()}")
+    if check is None or not path.is_file():
+        raise UserError("no int8 model for this model file yet: run `imgcls export MODEL "
+                        "--quantize int8` first")
+    return path
+
+
+def int8_passed(cache: BackendCache) -> bool:
+    check = read_check(cache.path("int8.json"))
+    return check is not None and check.passed and cache.path("int8.onnx").is_file()
+
+
+def check_parity(backend: Backend, inputs: BackendInputs) -> None:
+    pixels = seeded_pixels(inputs, _PARITY_IMAGES)
+    expected = EagerTorch(inputs).probabilities(pixels, _PARITY_IMAGES)
+    difference = (backend.probabilities(pixels, _PARITY_IMAGES) - expected).abs().max().item()
+    if difference > PARITY_TOLERANCE:
+        raise UserError(f"--backend {backend.name} gives probabilities {difference:.1e} away "
+                        f"from eager torch (more than {PARITY_TOLERANCE:g}); use --backend torch")
+
+
+def seeded_pixels(inputs: BackendInputs, count: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (count, *inputs.card.input.chw), generator=generator,
+                         dtype=torch.uint8)
+
+
+def _auto(inputs: BackendInputs, batch_sizes: Sequence[int]) -> Backend:
+    cache = _LazyCache(inputs)
+    factories = _factories(inputs, cache)
+    if inputs.runtime.device.type != "cpu":
+        factories = {name: factories[name] for name in ("torch", "torch-folded")}
+        machine = torch.cuda.get_device_name(inputs.runtime.device)
+    else:
+        machine = machine_key(torch.get_num_threads())
+        if not int8_passed(cache.get()):
+            del factories["onnx-int8"]
+    return AutoBackend(factories, batch_sizes=batch_sizes,
+                       timings_file=cache.get().path("timings.json"), machine=machine,
+                       example=seeded_pixels(inputs, TIMED_BATCH_CAP),
+                       exact=set(factories) - {"onnx-int8"})

@@ -1,0 +1,86 @@
+"""`imgcls export --quantize int8`: quantize the model file, compare the int8 model with fp32 on
+the test split, and keep it (in the backend cache, with the check beside it) only when its
+accuracy dropped no more than allowed."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgcls.artifact import model_file, read_card
+from imgcls.backends.cache import cache_for
+from imgcls.backends.choose import fp32_onnx
+from imgcls.backends.int8_record import Int8Check, write_check
+from imgcls.backends.onnx_backend import OnnxBackend
+from imgcls.backends.quantize import quantize_int8
+from imgcls.errors import UserError
+from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
+
+CALIBRATION_IMAGES = 512  # from the training split, evenly spread over it
+EXIT_REFUSED = 2
+
+
+def export_int8_command(args: argparse.Namespace) -> int:
+    check, written = export_int8(args.model, data=args.check_data, data_dir=args.data_dir,
+                                 max_accuracy_drop=args.max_accuracy_drop, output=args.output)
+    print(check.describe())
+    if written is None:
+        print(f"imgcls: refusing the int8 model: test accuracy dropped "
+              f"{check.accuracy_drop_points:.2f} points, more than --max-accuracy-drop "
+              f"{check.max_accuracy_drop:g}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"exported int8 onnx to {written} (--backend onnx-int8 runs it)")
+    return 0
+
+
+def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | None,
+                max_accuracy_drop: float,
+                output: str | Path | None = None) -> tuple[Int8Check, Path | None]:
+    """The check, and the int8 file written (None when refused)."""
+    file = model_file(model_path)
+    card = read_card(file)
+    data = data or (card.data.source if card.data is not None else None)
+    if data is None:
+        raise UserError(f"{file} records no training data; pass --check-data with the data "
+                        "it was trained on (int8 calibrates on its training split)")
+    fp32 = evaluate_predictions(file, data, split="test", data_dir=data_dir)
+    images, labels = fp32.image_set.images, fp32.labels
+    train = split_indices(file, card, fp32.image_set, "train", trained_on=True)
+    cache = cache_for(file)
+    int8_path = quantize_int8(fp32_onnx(cache, file), cache.path("int8.onnx"),
+                              images[torch.as_tensor(spread(train, CALIBRATION_IMAGES))])
+    int8 = OnnxBackend(int8_path, "onnx-int8", threads=torch.get_num_threads())
+    int8_probabilities = int8.probabilities(images[torch.as_tensor(fp32.indices)], 256).numpy()
+    check = Int8Check(
+        samples=len(labels), data=fp32.metrics["data"],
+        top1_agreement=float(np.mean(int8_probabilities.argmax(1)
+                                     == fp32.probabilities.argmax(1))),
+        fp32_accuracy=accuracy(fp32.probabilities, labels),
+        int8_accuracy=accuracy(int8_probabilities, labels),
+        max_accuracy_drop=max_accuracy_drop, calibration_images=min(len(train),
+                                                                    CALIBRATION_IMAGES),
+    )
+    write_check(cache.path("int8.json"), check)
+    if not check.passed:
+        int8_path.unlink(missing_ok=True)  # auto and --backend onnx-int8 must not find it
+        return check, None
+    if output is not None:
+        shutil.copyfile(int8_path, output)
+        return check, Path(output)
+    return check, int8_path
+
+
+def spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` of `indices`, evenly spaced: every class of a sorted split is in it."""
+    if len(indices) <= count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(probabilities.argmax(1) == labels))

@@ -1,0 +1,54 @@
+"""int8 static quantization of the fp32 ONNX file with onnxruntime: QDQ format, weights
+per output channel, activations' ranges calibrated on training images.
+
+Only the convolutions and matrix products are quantized, where the time goes: the softmax
+stays fp32 (its output are the probabilities; uint8 would round them to steps of 1/255), and
+so does the normalization at the graph's input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from imgcls.export import INPUT_NAME
+from imgcls.io import atomic_path
+
+CALIBRATION_BATCH = 32
+
+
+def quantize_int8(fp32: Path, target: Path, calibration: torch.Tensor) -> Path:
+    """Write the int8 model of `fp32` to `target`, calibrated on uint8 `calibration` images."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    with atomic_path(target) as temporary:
+        quantize_static(
+            str(fp32), str(temporary), _reader(calibration),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    return target
+
+
+def _reader(images: torch.Tensor):
+    """A CalibrationDataReader over `images` in batches (built here: onnxruntime's class is
+    imported only when quantizing)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class PixelBatches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(images.split(CALIBRATION_BATCH))
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch.float().numpy()}
+
+    return PixelBatches()

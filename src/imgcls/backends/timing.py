@@ -1,0 +1,74 @@
+"""How long each backend takes per batch on this machine: measured once, kept in a JSON
+file in the model's cache, `{machine: {backend: {batch size: ms}}}`.
+
+The machine key holds what the ranking depends on: the CPU model, the thread count and the
+torch / onnxruntime versions; another machine (or `--threads`) measures again.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from imgcls.io import write_json
+
+Timings = dict[str, dict[int, float]]  # backend -> batch size -> median ms per batch
+MIN_RUNS, BUDGET_S = 3, 1.0  # per backend and batch size, after one warm-up run
+
+
+def machine_key(threads: int) -> str:
+    import onnxruntime
+
+    return (f"{cpu_model()} | {threads} threads | torch {torch.__version__} | "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def median_ms(run: Callable[[], object]) -> float:
+    """Median wall time of `run` over MIN_RUNS runs, or more while within BUDGET_S."""
+    run()  # the first call allocates and picks kernels
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < MIN_RUNS or time.perf_counter() - started < BUDGET_S:
+        begin = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - begin) * 1000)
+        if len(times) >= 50:
+            break
+    return sorted(times)[len(times) // 2]
+
+
+def read_timings(path: Path, machine: str) -> Timings:
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text()).get(machine, {})
+    except (OSError, ValueError):
+        return {}  # a damaged file is measured again
+    return {backend: {int(size): float(ms) for size, ms in sizes.items()}
+            for backend, sizes in stored.items()}
+
+
+def write_timings(path: Path, machine: str, timings: Timings) -> None:
+    document: dict = {}
+    if path.is_file():
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            document = {}
+    document[machine] = {backend: {str(size): round(ms, 3) for size, ms in sizes.items()}
+                         for backend, sizes in timings.items()}
+    write_json(path, document)

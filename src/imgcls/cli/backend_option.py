@@ -1,0 +1,33 @@
+"""`--backend` for predict, eval and serve: how a model.safetensors is run (imgcls.backends)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+# The names imgcls.backends.BACKENDS holds, spelled here so that building the parser does
+# not import torch and onnx (tests/test_backends.py checks the two agree).
+BACKEND_CHOICES = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
+BACKEND_HELP = ("how the model runs: torch (eager, as trained), torch-folded (BatchNorm folded "
+                "in), torch-jit, onnx (onnxruntime; exported once, cached beside the model), "
+                "onnx-int8 (after `imgcls export --quantize int8`), or auto: the fastest "
+                "measured on this machine")
+
+
+def add_backend_option(command: argparse.ArgumentParser, *, env: bool = False) -> None:
+    """`env`: the default may come from IMGCLS_BACKEND (serve's flags all can)."""
+    default = os.environ.get("IMGCLS_BACKEND", "torch") if env else "torch"
+    suffix = " (env IMGCLS_BACKEND; default: torch)" if env else " (default: torch)"
+    command.add_argument("--backend", choices=BACKEND_CHOICES, default=default,
+                         help=BACKEND_HELP + suffix)
+
+
+def add_quantize_options(command: argparse.ArgumentParser) -> None:
+    """`imgcls export --quantize int8`: the int8 model `--backend onnx-int8` runs."""
+    command.add_argument("--quantize", choices=("int8",),
+                         help="write an int8 ONNX model (static quantization, calibrated on "
+                              "the training split) into the model's backend cache, after "
+                              "checking its accuracy on the test split")
+    command.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS",
+                         help="refuse the int8 model (exit 2) when its test accuracy is this "
+                              "many percentage points below fp32's (default: 1)")
