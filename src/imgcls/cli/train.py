@@ -121,7 +121,8 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
 def _add_predict(verbs: argparse._SubParsersAction) -> None:
     command = verbs.add_parser("predict", help="classify images with a model file")
     command.set_defaults(handler=_predict)
-    command.add_argument("model", metavar="MODEL", help="a model.safetensors or a run directory")
+    command.add_argument("model", metavar="MODEL", help="a model.safetensors, a run directory "
+                         "or an exported .onnx (runs without torch)")
     command.add_argument("inputs", metavar="IMAGE|DIR", nargs="+")
     command.add_argument("--topk", type=int, default=5)
     command.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -129,17 +130,26 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from imgcls.predict import Predictor
-
     if args.topk < 1:
         raise UserError(f"--topk must be at least 1; got {args.topk}")
-    predictor = Predictor(args.model, backend=args.backend)
+    predictor = _open_predictor(args.model, args.backend)
     predictions = [p.to_dict() for p in predictor.predict(_expand(args.inputs), topk=args.topk)]
     print(_format_predictions(predictions, args.format), end="")
     failed = [p for p in predictions if p.get("error")]
     for item in failed:
         print(f"imgcls: could not read {item['input']}: {item['error']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _open_predictor(model: str, backend: str) -> Any:
+    """An .onnx file runs without torch (onnx_predict.py): no second of importing it."""
+    from imgcls.onnx_predict import OnnxPredictor, is_onnx
+
+    if is_onnx(model) and backend in ("torch", "auto", "onnx"):
+        return OnnxPredictor(model)
+    from imgcls.predict import Predictor
+
+    return Predictor(model, backend=backend)  # explains what an .onnx file cannot run under
 
 
 def _expand(inputs: list[str]) -> list[str]:

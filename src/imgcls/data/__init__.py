@@ -2,7 +2,8 @@
 
 Modules, one job each: sources (--data -> ImageSet), builtin (digits, fashion-mnist, mnist,
 cifar10), file_index (folders and CSVs on disk), idx (IDX files), decode (the one image
-preprocessing path; pixels, its PIL-only part, imports no torch), split (stratified, seeded train/val/test).
+preprocessing path; pixels, its PIL-only part, imports no torch), split (stratified,
+seeded train/val/test).
 """
 
 from __future__ import annotations

@@ -1,0 +1,64 @@
+"""An ONNX file from `imgcls export` (or a backend's cached export) under onnxruntime's CPU
+provider: float pixels 0..255 [N, C, H, W] in, probabilities [N, K] out, all numpy.
+
+It imports numpy and onnxruntime only, never torch: an .onnx model then predicts in about
+a quarter of a second and serves in a fraction of torch's memory (bench/cold_start.py).
+The torch Predictor and the onnx backends wrap it and convert tensors at their edge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgcls.errors import UserError
+
+
+class OnnxRunner:
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime  # the [serve] extra: imported when an ONNX file is opened
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"model file {path} does not exist; pass a file from `imgcls export`")
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or usable_cpus()
+        options.inter_op_num_threads = 1  # one chain of operators: nothing to overlap
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own untyped exceptions
+            raise UserError(f"{path} is not a usable ONNX model ({error})") from None
+        self.path = path
+        self.input_name: str = self.session.get_inputs()[0].name
+
+    def probabilities(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """float32 probabilities [N, K] for pixels [N, C, H, W] (uint8, or float 0..255)."""
+        step = max(batch_size, 1)
+        outputs = [
+            self.session.run(None, {self.input_name: pixels[start:start + step]
+                                    .astype(np.float32, copy=False)})[0]
+            for start in range(0, len(pixels), step)
+        ]
+        return np.concatenate(outputs) if outputs else np.empty((0, 0), np.float32)
+
+    def imgcls_header(self) -> dict[str, Any]:
+        """The model card the export embedded (its `imgcls` metadata), as a JSON document."""
+        properties = self.session.get_modelmeta().custom_metadata_map
+        if "imgcls" not in properties:
+            raise UserError(f"{self.path} has no imgcls metadata; export it with "
+                            "`imgcls export`")
+        return json.loads(properties["imgcls"])
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask), as runtime.usable_cpus counts
+    them; repeated here because runtime.py imports torch."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
