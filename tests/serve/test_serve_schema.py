@@ -17,7 +17,7 @@ from PIL import Image
 from test_serve import serve_parser
 from test_serve_errors import png_bytes, png_claiming
 
-from imgcls.data.decode import DecodeBudget, _wide_to_luminance, decode_file
+from imgcls.data.decode import DecodeBudget, _wide_to_luminance, decode_file, torchvision_jpeg
 from imgcls.predict import Predictor
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
@@ -260,14 +260,16 @@ def test_banded_wide_conversion_keeps_training_pixels(mode: str) -> None:
 def test_jpeg_bytes_decode_like_the_file(photo_files: dict[str, Path]) -> None:
     from imgcls.serve.decoding import decode_upload
 
-    class Target:  # what decode_upload reads of a Predictor
+    class Target:  # what decode_upload reads of a classifier (serve/classifier.py)
         channels, image_size, budget = 3, 32, DecodeBudget()
+        undrafted_jpeg = staticmethod(torchvision_jpeg)  # the Predictor's JPEG path
 
         def to_uint8(self, image: Image.Image) -> Any:
             from imgcls.data.decode import to_uint8_chw
 
-            return to_uint8_chw(image, channels=3, size=32)
+            return to_uint8_chw(image, channels=3, size=32).numpy()
 
     for path in photo_files.values():
         from_bytes = decode_upload(path.read_bytes(), path.name, Target())  # type: ignore[arg-type]
-        assert from_bytes.equal(decode_file(path, channels=3, size=32, budget=DecodeBudget()))
+        from_file = decode_file(path, channels=3, size=32, budget=DecodeBudget())
+        assert np.array_equal(from_bytes, from_file.numpy())

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
-Infer = Callable[[torch.Tensor], torch.Tensor]  # float pixels [N, C, H, W] -> probs [N, K]
+# float32 pixels [N, C, H, W] -> probabilities [N, K]; numpy, so an ONNX service needs no torch
+Infer = Callable[[np.ndarray], np.ndarray]
 OnBatch = Callable[[int, float], None]  # (images in the batch, seconds of inference)
 OnFailure = Callable[[], None]  # a batch raised
 
@@ -44,8 +45,8 @@ class WorkerStopped(Exception):
 
 @dataclass
 class _Job:
-    image: torch.Tensor  # [C, H, W], uint8 or float pixels 0..255
-    future: asyncio.Future[torch.Tensor]
+    image: np.ndarray  # [C, H, W], uint8 or float pixels 0..255
+    future: asyncio.Future[np.ndarray]
 
 
 _STOP = None  # queued by close(): the worker stops after every job queued before it
@@ -83,7 +84,7 @@ class Batcher:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="imgcls-batcher")
         self._worker.add_done_callback(self._worker_ended)
 
-    async def submit(self, images: list[torch.Tensor]) -> torch.Tensor:
+    async def submit(self, images: list[np.ndarray]) -> np.ndarray:
         """Probabilities [len(images), K]; raises Overloaded when there is no room."""
         if self._closing:
             raise Overloaded("the service is shutting down")
@@ -97,7 +98,7 @@ class Batcher:
         for job in jobs:
             self._queue.put_nowait(job)
         try:
-            return torch.stack(await asyncio.gather(*(job.future for job in jobs)))
+            return np.stack(await asyncio.gather(*(job.future for job in jobs)))
         finally:  # on a timeout or a dropped client, the worker skips what is left
             self._pending -= len(jobs)
             for job in jobs:
@@ -166,7 +167,7 @@ class Batcher:
         return jobs, False
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
-        batch = torch.stack([job.image.float() for job in jobs])
+        batch = np.stack([job.image for job in jobs]).astype(np.float32, copy=False)
         started = time.perf_counter()
         probabilities = await asyncio.get_running_loop().run_in_executor(
             self._executor, self._infer, batch

@@ -1,8 +1,9 @@
 """Uploaded bytes -> the uint8 [C, H, W] tensor the model takes, or the right 4xx; within a
 memory budget.
 
-The pixels are exactly `imgcls predict`'s: both go through `decode.load_budgeted` (JPEGs
-drafted by libjpeg, images over 4 M pixels reduced early) and `to_uint8_chw`. Only
+The pixels are exactly `imgcls predict`'s: both go through `pixels.load_budgeted` (JPEGs
+drafted by libjpeg, images over 4 M pixels reduced early, the same JPEG decoder for the rest)
+and `to_uint8_array`. Numpy throughout: an ONNX service imports no torch. Only
 well-known raster formats are opened: PIL's other plugins (EPS runs Ghostscript, for one)
 are no business of an upload.
 
@@ -23,16 +24,16 @@ import asyncio
 import io
 from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from PIL import Image
 from starlette.requests import Request
 
-from imgcls.data.decode import BadImageError, DecodeBudget, ImageTooLarge, load_budgeted
-from imgcls.predict import Predictor
-from imgcls.runtime import usable_cpus
+from imgcls.data.pixels import BadImageError, DecodeBudget, ImageTooLarge, load_budgeted
+from imgcls.onnx_runner import usable_cpus
 from imgcls.serve.errors import ApiError
 
 if TYPE_CHECKING:  # service.py imports this module
+    from imgcls.serve.classifier import Classifier
     from imgcls.serve.service import Service
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG covers MPO (phones)
@@ -56,7 +57,7 @@ class UploadDecoder:
         self.slots = slots
         self._running = asyncio.Semaphore(slots)  # bound to the loop on first use
 
-    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[np.ndarray]:
         async with self._running:
             return await self.service.decode(uploads)
 
@@ -72,12 +73,12 @@ def app_decoder(request: Request) -> UploadDecoder:
     return decoder
 
 
-def decode_upload(data: bytes, name: str, predictor: Predictor,
-                  budget: DecodeBudget | None = None) -> torch.Tensor:
+def decode_upload(data: bytes, name: str, predictor: Classifier,
+                  budget: DecodeBudget | None = None) -> np.ndarray:
     """Runs in a worker thread: decoding a phone photo takes tens of milliseconds. The
     budget is the Predictor's unless given."""
     loaded = _load(data, name, predictor, budget or predictor.budget)
-    if isinstance(loaded, torch.Tensor):
+    if isinstance(loaded, np.ndarray):
         return loaded
     try:
         return predictor.to_uint8(loaded)
@@ -86,14 +87,15 @@ def decode_upload(data: bytes, name: str, predictor: Predictor,
                        f"{name}: cannot convert this image ({_one_line(error)})") from None
 
 
-def _load(data: bytes, name: str, predictor: Predictor,
-          budget: DecodeBudget) -> Image.Image | torch.Tensor:
+def _load(data: bytes, name: str, predictor: Classifier,
+          budget: DecodeBudget) -> Image.Image | np.ndarray:
     if not data:
         raise ApiError(400, "empty_image", f"{name} is empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as image:
             return load_budgeted(image, data, channels=predictor.channels,
-                                 size=predictor.image_size, budget=budget, name=name)
+                                 size=predictor.image_size, budget=budget, name=name,
+                                 undrafted_jpeg=predictor.undrafted_jpeg)
     except ImageTooLarge as error:
         raise ApiError(413, "image_too_large",
                        f"{name}: {error.width}x{error.height} pixels is over the limit of "

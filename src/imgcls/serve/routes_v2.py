@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from fastapi import APIRouter, Request, Response
 
 from imgcls import __version__
@@ -49,7 +48,8 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
     channels, height, width = service.input_chw
     return {
         "name": service.model_name, "versions": ["1"],
-        "platform": "onnxruntime" if service.predictor.onnx is not None else "pytorch",
+        "platform": "onnxruntime" if service.predictor.backend_name.startswith("onnx")
+        else "pytorch",
         "inputs": [{"name": "images", "datatype": "BYTES", "shape": [-1]},
                    {"name": "pixels", "datatype": "FP32",
                     "shape": [-1, channels, height, width]}],
@@ -78,8 +78,8 @@ async def infer(request: Request, name: str) -> Response:
         uploads = list(zip(names, parsed.encoded, strict=True))
         images = await app_decoder(request).decode(uploads)
     else:
-        images = list(torch.from_numpy(np.array(parsed.pixels, dtype=np.float32)))
-    probabilities = (await service.classify(images, started)).numpy()
+        images = list(np.array(parsed.pixels, dtype=np.float32))
+    probabilities = await service.classify(images, started)
     labels = [service.class_names[index] for index in probabilities.argmax(axis=1)]
     content, header_length = encode_response(parsed, service.model_name, probabilities, labels)
     if header_length is None:

@@ -1,5 +1,5 @@
-"""What the routes share: the Predictor behind a Batcher, the metrics, and the lifecycle
-(warm up before ready; on shutdown refuse new work and drain the queue)."""
+"""What the routes share: the classifier (serve/classifier.py) behind a Batcher, the metrics,
+and the lifecycle (warm up before ready; on shutdown refuse new work and drain the queue)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from imgcls.predict import Predictor
+from imgcls.prediction import ranked
 from imgcls.rundir import resolve_model_path
 from imgcls.serve.batching import Batcher, BatchFailed, Overloaded, WorkerStopped
+from imgcls.serve.classifier import open_classifier
 from imgcls.serve.decoding import decode_upload
 from imgcls.serve.errors import ApiError
 from imgcls.serve.metrics import Metrics
@@ -29,11 +30,8 @@ MODEL_INFO_SECTIONS = ("input", "normalization", "architecture", "metrics", "ver
 
 class Service:
     def __init__(self, model_path: str | Path, settings: ServeSettings) -> None:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
         self.settings = settings
-        self.predictor = Predictor(model_path, device=settings.device, backend=settings.backend,
-                                   batch_sizes=(1, settings.max_batch))
+        self.predictor = open_classifier(model_path, settings)  # an .onnx file: no torch
         self.model_name = settings.model_name or default_model_name(model_path)
         self.class_names: list[str] = self.predictor.class_names
         self.batcher = Batcher(self._infer, max_batch=settings.max_batch,
@@ -71,9 +69,9 @@ class Service:
     def _warm_up(self) -> None:
         """The first forward passes allocate and pick kernels; no request should pay."""
         for size in sorted({1, self.settings.max_batch}):
-            self._infer(torch.zeros(size, *self.input_chw))
+            self._infer(np.zeros((size, *self.input_chw), np.float32))
 
-    def _infer(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _infer(self, pixels: np.ndarray) -> np.ndarray:
         return self.predictor.probabilities(pixels, batch_size=max(len(pixels), 1))
 
     def _note_batch(self, size: int, seconds: float) -> None:
@@ -82,10 +80,10 @@ class Service:
     def _note_failure(self) -> None:
         self.metrics.batch_failures.inc()
 
-    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Encoded files -> uint8 tensors, off the event loop; ApiError for a bad one, 504
+    async def decode(self, uploads: list[tuple[str, bytes]]) -> list[np.ndarray]:
+        """Encoded files -> uint8 arrays [C, H, W], off the event loop; ApiError for a bad one, 504
         `decode_timeout` when decoding took longer than --timeout-s."""
-        def work() -> list[torch.Tensor]:
+        def work() -> list[np.ndarray]:
             return [decode_upload(data, name, self.predictor) for name, data in uploads]
 
         # A decoding thread cannot be stopped, and it is not abandoned either (not on a
@@ -100,7 +98,7 @@ class Service:
                            f"--timeout-s {self.settings.timeout_s:g}; send smaller images")
         return images
 
-    async def classify(self, images: list[torch.Tensor], started: float) -> torch.Tensor:
+    async def classify(self, images: list[np.ndarray], started: float) -> np.ndarray:
         """Probabilities [N, K] through the batcher, within what is left of the timeout."""
         remaining = self.settings.timeout_s - (time.perf_counter() - started)
         try:
@@ -121,10 +119,8 @@ class Service:
                            "(--timeout-s); the service is overloaded or the batch too "
                            "large") from None
 
-    def ranked(self, row: torch.Tensor, topk: int) -> list[dict[str, Any]]:
-        scores, indices = row.topk(min(topk, len(self.class_names)))
-        return [{"label": self.class_names[i], "score": float(s)}
-                for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
+    def ranked(self, row: np.ndarray, topk: int) -> list[dict[str, Any]]:
+        return ranked(row, self.class_names, topk)
 
     def model_info(self) -> dict[str, Any]:
         header = self.predictor.card.to_header()  # the sections as the model file holds them

@@ -1,0 +1,95 @@
+"""What the service classifies with: uint8 numpy pixels in, numpy probabilities out.
+
+An exported .onnx file opens as an OnnxPredictor, and then the serving process never imports
+torch (a LeNet-5 service idles in a fraction of the memory; bench/cold_start.py). A
+model.safetensors opens as the torch Predictor behind TorchClassifier, which converts at
+its edge, so the batcher, the decoding and the routes work on numpy arrays either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from imgcls.data.pixels import DecodeBudget, UndraftedJpeg
+from imgcls.model_card import ModelCard
+from imgcls.onnx_predict import OnnxPredictor, is_onnx
+from imgcls.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from imgcls.predict import Predictor
+
+
+class Classifier(Protocol):
+    card: ModelCard
+    class_names: list[str]
+    channels: int
+    image_size: int
+    budget: DecodeBudget
+    undrafted_jpeg: UndraftedJpeg | None  # how JPEGs libjpeg can't shrink are decoded
+
+    @property
+    def backend_name(self) -> str: ...
+
+    @property
+    def device(self) -> Any: ...
+
+    def to_uint8(self, image: Image.Image) -> np.ndarray: ...
+
+    def probabilities(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray: ...
+
+
+class TorchClassifier:
+    """The torch Predictor with numpy at its edge (the tensors share the arrays' memory)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        from imgcls.data.decode import torchvision_jpeg
+
+        self.predictor = predictor
+        self.card = predictor.card
+        self.class_names = predictor.class_names
+        self.channels, self.image_size = predictor.channels, predictor.image_size
+        # The Predictor's own JPEG path, so a served image gets `imgcls predict`'s pixels.
+        self.undrafted_jpeg: UndraftedJpeg | None = torchvision_jpeg
+
+    @property
+    def budget(self) -> DecodeBudget:
+        return self.predictor.budget
+
+    @budget.setter
+    def budget(self, budget: DecodeBudget) -> None:
+        self.predictor.budget = budget
+
+    @property
+    def backend_name(self) -> str:
+        return self.predictor.backend_name
+
+    @property
+    def device(self) -> Any:
+        return self.predictor.device
+
+    def to_uint8(self, image: Image.Image) -> np.ndarray:
+        return self.predictor.to_uint8(image).numpy()
+
+    def probabilities(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        import torch
+
+        return self.predictor.probabilities(torch.from_numpy(pixels), batch_size).numpy()
+
+
+def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifier:
+    """An .onnx file without torch; anything else through the torch Predictor."""
+    if is_onnx(model_path):
+        return OnnxPredictor(model_path, threads=settings.threads)
+    import torch
+
+    from imgcls.predict import Predictor
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    return TorchClassifier(Predictor(model_path, device=settings.device,
+                                     backend=settings.backend,
+                                     batch_sizes=(1, settings.max_batch)))
