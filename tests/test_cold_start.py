@@ -1,0 +1,137 @@
+"""Cold start: `--help` imports neither torch nor torchvision, and an exported .onnx model
+predicts and serves without importing torch, with the torch Predictor's answers.
+
+Each check runs in a fresh interpreter: this one has torch loaded already (conftest)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcls.cli import build_parser
+from imgcls.export import export_model
+from imgcls.predict import Predictor
+
+HEAVY = ("torch", "torchvision")
+
+
+def fresh_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def verbs() -> list[list[str]]:
+    """[], then every verb and `data`'s sub-verbs, as the argv before `--help`."""
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices  # argparse has no public accessor
+    found: list[list[str]] = [[]]
+    for verb, command in choices.items():
+        found.append([verb])
+        if command._subparsers is not None:
+            found += [[verb, sub] for sub in command._subparsers._group_actions[0].choices]
+    return found
+
+
+HELP = """
+import sys
+from imgcls.cli import main
+code = main(sys.argv[1:] + ["--help"])
+print(code, [name for name in ("torch", "torchvision") if name in sys.modules])
+"""
+
+
+@pytest.mark.parametrize("argv", verbs(), ids=lambda argv: " ".join(argv) or "imgcls")
+def test_help_imports_neither_torch_nor_torchvision(argv: list[str]) -> None:
+    result = fresh_python(HELP, *argv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout[-300:]
+
+
+@pytest.fixture(scope="module")
+def onnx_file(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(digits_run, "onnx", tmp_path_factory.mktemp("cold") / "digits.onnx")
+
+
+@pytest.fixture(scope="module")
+def digit_pngs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path_factory.mktemp("digits-png")
+    paths = []
+    for index, image in enumerate(load_digits().images[:8]):
+        path = folder / f"digit{index}.png"
+        Image.fromarray((image * 255 / 16).astype(np.uint8)).resize((28, 28)).save(path)
+        paths.append(path)
+    return paths
+
+
+PREDICT = """
+import sys
+from imgcls.cli import main
+code = main(["predict", *sys.argv[1:], "--format", "json", "--topk", "10"])
+print("TORCH" if "torch" in sys.modules else "NO-TORCH", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_onnx_predict_imports_no_torch_and_answers_like_torch(
+        onnx_file: Path, digits_run: Path, digit_pngs: list[Path]) -> None:
+    result = fresh_python(PREDICT, str(onnx_file), *map(str, digit_pngs))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "NO-TORCH"
+    from_onnx = json.loads(result.stdout)
+    from_torch = Predictor(digits_run, device="cpu").predict(digit_pngs, topk=10)
+    assert len(from_onnx) == len(from_torch) == len(digit_pngs)
+    for onnx_answer, torch_answer in zip(from_onnx, from_torch, strict=True):
+        assert onnx_answer["input"] == torch_answer.input
+        assert onnx_answer["label"] == torch_answer.label
+        onnx_scores = {row["label"]: row["score"] for row in onnx_answer["topk"]}
+        torch_scores = {row["label"]: row["score"] for row in torch_answer.topk}
+        assert onnx_scores.keys() == torch_scores.keys()  # all 10 classes
+        for label, score in torch_scores.items():
+            assert onnx_scores[label] == pytest.approx(score, abs=1e-4)
+
+
+def test_onnx_pixels_are_the_predictors(onnx_file: Path, digit_pngs: list[Path]) -> None:
+    from imgcls.onnx_predict import OnnxPredictor
+
+    torch_side, onnx_side = Predictor(onnx_file), OnnxPredictor(onnx_file)
+    for path in digit_pngs:
+        assert np.array_equal(onnx_side.to_uint8(path), torch_side.to_uint8(path).numpy())
+
+
+SERVE = """
+import json, sys
+from fastapi.testclient import TestClient
+from imgcls.serve import ServeSettings, create_app
+app = create_app(sys.argv[1], ServeSettings(max_batch=4))
+after_creation = "torch" in sys.modules
+with TestClient(app) as client:
+    with open(sys.argv[2], "rb") as image:
+        answer = client.post("/v1/predict", content=image.read(),
+                             headers={"Content-Type": "image/png"})
+    info = client.get("/v1/model").json()
+print(json.dumps({"after_creation": after_creation, "after_request": "torch" in sys.modules,
+                  "status": answer.status_code, "answer": answer.json(),
+                  "backend": info["backend"]}))
+"""
+
+
+def test_onnx_service_imports_no_torch(onnx_file: Path, digits_run: Path,
+                                       digit_pngs: list[Path]) -> None:
+    result = fresh_python(SERVE, str(onnx_file), str(digit_pngs[0]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200, report
+    assert report["after_creation"] is False and report["after_request"] is False
+    assert report["backend"] == "onnxruntime"
+    expected = Predictor(digits_run, device="cpu").predict(digit_pngs[0])[0]
+    answer = report["answer"]["predictions"][0]
+    assert answer["label"] == expected.label
+    assert answer["score"] == pytest.approx(expected.score, abs=1e-4)
