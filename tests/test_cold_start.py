@@ -18,8 +18,6 @@ from imgcls.cli import build_parser
 from imgcls.export import export_model
 from imgcls.predict import Predictor
 
-HEAVY = ("torch", "torchvision")
-
 
 def fresh_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
