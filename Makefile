@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_RUN := runs/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,15 @@ demo: setup
 	@echo "model:   $(DEMO_RUN)/model.safetensors"
 	@echo "metrics: $(DEMO_RUN)/metrics.json"
 
+# The whole suite (~12 min on one free core): every tier, trained runs, browsers, servers.
 test: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
+
+# The edit-test loop (under 60 s): leaves out the tests marked slow, browser or multiprocess.
+test-fast: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -m "not slow and not browser and not multiprocess"
 
 lint: setup
 	$(BIN)/ruff check src tests bench

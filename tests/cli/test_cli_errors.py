@@ -32,6 +32,7 @@ def test_missing_data_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "nowhere" in line and "not an existing" in line
 
 
+@pytest.mark.slow
 def test_empty_class_folder_is_left_out_with_a_warning(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     # Not a stop (issue 3: a folder with an empty class trains): the class is left out, and
@@ -90,11 +91,14 @@ def test_not_a_model_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert "model.safetensors" in _error_line(["eval", str(fake), "--data", "digits"], capsys)
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten(digits_run: Path, capsys: pytest.CaptureFixture) -> None:
     line = _error_line(_train("--model", "lenet5", "-o", str(digits_run)), capsys)
     assert "--overwrite" in line and "--resume" in line
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "imgcls.cli", "train", "--data", str(tmp_path / "absent")],

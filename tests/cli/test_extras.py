@@ -61,6 +61,8 @@ def test_onnx_export_without_onnx(monkeypatch: pytest.MonkeyPatch,
     assert line.endswith("needs onnx, onnxscript: pip install 'imgcls[serve]'")
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_core_install_trains_evaluates_and_predicts(tmp_path: Path) -> None:
     """In a fresh process where no extra's package can be imported: the whole parser builds
     (every verb registered), and train, eval and predict run."""

@@ -25,6 +25,7 @@ def onnx_file(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return export_model(digits_run, "onnx", tmp_path_factory.mktemp("export") / "m.onnx")
 
 
+@pytest.mark.slow
 def test_onnx_has_metadata_and_a_dynamic_batch(onnx_file: Path, digits_run: Path) -> None:
     model = onnx.load(str(onnx_file))
     properties = {entry.key: entry.value for entry in model.metadata_props}
@@ -39,6 +40,7 @@ def test_onnx_has_metadata_and_a_dynamic_batch(onnx_file: Path, digits_run: Path
     assert model.opset_import[0].version >= 18
 
 
+@pytest.mark.slow
 def test_onnx_parity_on_256_fashion_mnist_test_images(onnx_file: Path,
                                                       digits_run: Path) -> None:
     images, source = parity_images(read_card(digits_run), 256, "fashion-mnist")
@@ -48,6 +50,7 @@ def test_onnx_parity_on_256_fashion_mnist_test_images(onnx_file: Path,
     assert parity.top1_agreement == 1.0 and parity.max_abs_difference < 1e-4
 
 
+@pytest.mark.slow
 def test_predictor_runs_onnx_like_torch(onnx_file: Path, digits_run: Path) -> None:
     pixels = [np.random.default_rng(i).integers(0, 256, (20, 28), dtype=np.uint8)
               for i in range(5)]
@@ -57,6 +60,7 @@ def test_predictor_runs_onnx_like_torch(onnx_file: Path, digits_run: Path) -> No
         assert a.label == b.label and a.score == pytest.approx(b.score, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_serve_an_onnx_file(onnx_file: Path, digits_run: Path) -> None:
     images = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
     with running(create_app(onnx_file, ServeSettings())) as base_url:

@@ -183,6 +183,7 @@ def test_output_into_a_users_folder_is_refused(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # nothing moved aside
 
 
+@pytest.mark.slow
 def test_output_into_an_existing_run_needs_overwrite(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -192,6 +193,7 @@ def test_output_into_an_existing_run_needs_overwrite(tiny_run: Path, tmp_path: P
     assert _snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_overwrite_moves_the_old_run_aside(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -218,6 +220,7 @@ def test_an_empty_folder_is_a_fine_output(tmp_path: Path) -> None:
 
 # --- last.pt -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_truncated_last_pt_is_a_one_line_error(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -229,6 +232,7 @@ def test_truncated_last_pt_is_a_one_line_error(tiny_run: Path, tmp_path: Path) -
     assert "\n" not in message and str(state) in message and "truncated" in message
 
 
+@pytest.mark.slow
 def test_last_pt_of_another_config_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     other = imgcls.train(**{**TINY, "batch_size": 32}, output=str(tmp_path / "other"))
     run_dir = tmp_path / "run"
@@ -241,6 +245,7 @@ def test_last_pt_of_another_config_is_refused(tiny_run: Path, tmp_path: Path) ->
     assert "batch_size: 32 in last.pt, 64 now" in message
 
 
+@pytest.mark.slow
 def test_a_config_yaml_edited_since_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -251,6 +256,7 @@ def test_a_config_yaml_edited_since_is_refused(tiny_run: Path, tmp_path: Path) -
         imgcls.resume(run_dir, epochs=2, show_progress=False)
 
 
+@pytest.mark.slow
 def test_resume_still_continues(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -258,6 +264,7 @@ def test_resume_still_continues(tiny_run: Path, tmp_path: Path) -> None:
     assert len((run_dir / "history.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_a_last_pt_without_fingerprint_still_resumes(tiny_run: Path, tmp_path: Path) -> None:
     """Checkpoints written before they carried the settings' hash: nothing to compare."""
     from imgcls.training.state import FINGERPRINT_KEY
@@ -310,6 +317,7 @@ def test_checkpoint_syncs_the_file_and_the_folder(tmp_path: Path,
 
 # --- file modes --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_run_files_get_the_umasks_mode(tiny_run: Path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tiny_run.iterdir() if p.is_file()}
     assert modes["model.safetensors"] == 0o644 and modes["last.pt"] == 0o644

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "imgcls"
 
@@ -136,6 +138,7 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
+@pytest.mark.slow
 def test_the_walk_sees_the_package() -> None:
     files = module_files()
     assert {"imgcls", "imgcls.cli", "imgcls.cli.options", "imgcls.serve.app"} <= set(files)
@@ -180,6 +183,7 @@ def test_allowed_edges_still_exist() -> None:
     assert set(ALLOWED_EDGES) <= present, sorted(set(ALLOWED_EDGES) - present)
 
 
+@pytest.mark.slow
 def test_no_private_name_crosses_modules() -> None:
     borrowed = [
         f"{e.importer}:{e.line} takes {name} from {e.imported}"

@@ -78,6 +78,7 @@ def test_a_model_file_or_a_run_directory(tmp_path: Path) -> None:
     assert RunDir.of_model(file) == RunDir.of_model(tmp_path) == RunDir(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_prediction_uses_the_memory_format_training_used(channels_last: bool,
                                                          tmp_path: Path) -> None:

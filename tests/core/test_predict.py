@@ -52,6 +52,7 @@ def test_single_input_and_bad_inputs(digits_run: Path, digit_images: np.ndarray,
     assert results[2].label is not None and results[2].error is None
 
 
+@pytest.mark.slow
 def test_models_command_lists_every_model(capsys: pytest.CaptureFixture) -> None:
     assert main(["models", "--image-size", "28", "--channels", "1"]) == 0
     out = capsys.readouterr().out
@@ -59,6 +60,7 @@ def test_models_command_lists_every_model(capsys: pytest.CaptureFixture) -> None
         assert name in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, channels_last", [("vgg11_bn", True), ("lenet5", False)])
 def test_predictor_runs_in_the_memory_format_training_uses(name: str, channels_last: bool,
                                                            tmp_path: Path) -> None:

@@ -210,6 +210,7 @@ def test_latin1_name_is_checked(report: DoctorReport, bad_root: Path) -> None:
     assert report.files_checked and report.class_counts["dogs"] == 7
 
 
+@pytest.mark.slow
 def test_training_on_the_bad_folder_completes_and_deletes_nothing(tmp_path: Path) -> None:
     import imgcls
 

@@ -212,6 +212,7 @@ def test_digits_at_three_channels_replicate_gray() -> None:
     assert torch.equal(data.images[:, 0], data.images[:, 1])
 
 
+@pytest.mark.slow
 @needs_debian_fashion
 def test_fashion_mnist_from_the_debian_package() -> None:
     start = time.perf_counter()
@@ -226,6 +227,7 @@ def test_fashion_mnist_from_the_debian_package() -> None:
     assert data.hflip_ok and native_format("fashion-mnist") == (1, 28)
 
 
+@pytest.mark.slow
 @needs_debian_fashion
 def test_fashion_mnist_empty_data_dir_falls_back_to_debian(tmp_path: Path) -> None:
     data = load_source("fashion_mnist", data_dir=str(tmp_path))

@@ -15,6 +15,7 @@ from imgcls.data.sources import load_source
 from imgcls.data.split import make_split, split_from_json
 
 
+@pytest.mark.slow
 def test_stats_prints_train_split_statistics(capsys: pytest.CaptureFixture) -> None:
     assert main(["data", "stats", "digits", "--seed", "0"]) == 0
     out = capsys.readouterr().out
@@ -33,6 +34,7 @@ def test_split_writes_a_reusable_file(tmp_path: Path) -> None:
     assert len(split.test) == pytest.approx(0.1 * 1797, abs=10)
 
 
+@pytest.mark.slow
 def test_preview_writes_a_grid(tmp_path: Path) -> None:
     output = tmp_path / "preview.png"
     assert main(["data", "preview", "fashion-mnist", "--augment", "strong", "--samples", "3",
@@ -42,6 +44,7 @@ def test_preview_writes_a_grid(tmp_path: Path) -> None:
     assert width == height >= 3 * 64  # 3 samples x (original + 2), tiles of >= 64 px
 
 
+@pytest.mark.slow
 def test_training_with_mixup_cutmix_and_other_flags(tmp_path: Path) -> None:
     run_dir = imgcls.train(data="digits", model="lenet5", epochs=2, mixup=0.2, cutmix=1.0,
                            rotate=10.0, noise=0.02, output=str(tmp_path / "run"),

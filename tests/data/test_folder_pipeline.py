@@ -24,6 +24,7 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, run_dir
 
 
+@pytest.mark.slow
 def test_training_skips_the_bad_file_and_learns(folder_run: tuple[Path, Path]) -> None:
     root, run_dir = folder_run
     skipped = (run_dir / "skipped.txt").read_text()
@@ -33,6 +34,7 @@ def test_training_skips_the_bad_file_and_learns(folder_run: tuple[Path, Path]) -
     assert metrics["accuracy"] >= 0.9, metrics["accuracy"]
 
 
+@pytest.mark.slow
 def test_eval_on_the_folder(folder_run: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
     root, run_dir = folder_run
     assert main(["eval", str(run_dir / "model.safetensors"), "--data", str(root),
@@ -42,6 +44,7 @@ def test_eval_on_the_folder(folder_run: tuple[Path, Path], capsys: pytest.Captur
     assert "macro avg" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_predict_a_folder_as_json(folder_run: tuple[Path, Path],
                                   capsys: pytest.CaptureFixture) -> None:
     root, run_dir = folder_run
@@ -60,6 +63,7 @@ def test_predict_a_folder_as_json(folder_run: tuple[Path, Path],
     assert len(lines.out.splitlines()) == 1 + 41
 
 
+@pytest.mark.slow
 def test_predict_table(folder_run: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
     root, run_dir = folder_run
     image = sorted((root / "bottom").iterdir())[0]

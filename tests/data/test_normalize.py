@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 import torch
 
 import imgcls
@@ -28,6 +29,7 @@ def test_minmax_maps_the_range_to_zero_one() -> None:
     assert torch.allclose(Normalizer(stats)(images).flatten(), torch.tensor([0.0, 1, 0, 1]))
 
 
+@pytest.mark.slow
 def test_minmax_run_predicts_identically_after_loading(tmp_path: Path) -> None:
     run_dir = imgcls.train(data="digits", model="lenet5", epochs=1, normalize="minmax",
                            precision="fp32", output=str(tmp_path / "run"), show_progress=False)

@@ -21,6 +21,7 @@ def shapes(tmp_path: Path) -> Path:
     return write_folder(tmp_path / "shapes", per_class=24)
 
 
+@pytest.mark.slow
 def test_a_folder_over_the_limit_streams_and_trains(shapes: Path, tmp_path: Path) -> None:
     bad = shapes / "top" / "top_000.png"
     bad.write_bytes(bad.read_bytes()[:60])  # truncated: found only when streamed
@@ -35,6 +36,7 @@ def test_a_folder_over_the_limit_streams_and_trains(shapes: Path, tmp_path: Path
                       StreamingImageSet)
 
 
+@pytest.mark.slow
 def test_second_run_skips_decoding_and_keeps_the_split(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

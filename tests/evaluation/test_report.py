@@ -110,6 +110,7 @@ def random_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict,
     return report, metrics, np.column_stack([labels, probabilities.argmax(axis=1)])
 
 
+@pytest.mark.slow
 def test_summary_numbers_equal_metrics_json_and_sklearn(random_report) -> None:
     report, metrics, (true_and_predicted) = random_report
     true, predicted = true_and_predicted.T
@@ -128,6 +129,7 @@ def test_summary_numbers_equal_metrics_json_and_sklearn(random_report) -> None:
     assert 0 <= float(shown["ece"]) <= 1
 
 
+@pytest.mark.slow
 def test_per_class_cells_equal_metrics_json_and_sklearn(random_report) -> None:
     report, metrics, true_and_predicted = random_report
     true, predicted = true_and_predicted.T
@@ -145,6 +147,7 @@ def test_per_class_cells_equal_metrics_json_and_sklearn(random_report) -> None:
         assert int(cells[name, "support"]) == row["support"] == sklearn[name]["support"]
 
 
+@pytest.mark.slow
 def test_mistakes_grid_shows_the_mistakes_most_confident_first(known_report) -> None:
     report, data = known_report
     figures = [attributes for tag, attributes in _elements(report.read_text())
@@ -172,6 +175,7 @@ def _mistake_thumbnails(html: str) -> list[Image.Image]:
     return pictures
 
 
+@pytest.mark.slow
 def test_mistakes_csv_lists_every_mistake_most_confident_first(known_report) -> None:
     report, data = known_report
     rows = list(csv.DictReader((report.parent / "mistakes.csv").open()))
@@ -183,6 +187,7 @@ def test_mistakes_csv_lists_every_mistake_most_confident_first(known_report) -> 
         assert float(row["loss"]) == pytest.approx(-math.log(probabilities[true]), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_confused_pairs_most_mistakes_first(known_report) -> None:
     report, _ = known_report
     pairs = [attributes for _, attributes in _elements(report.read_text())
@@ -192,6 +197,7 @@ def test_confused_pairs_most_mistakes_first(known_report) -> None:
     assert listed == [("cat", "dog", 2), ("dog", "bird", 1), ("bird", "dog", 1)]
 
 
+@pytest.mark.slow
 def test_charts_are_pngs_and_the_page_is_self_contained(known_report) -> None:
     report, _ = known_report
     for name in CHART_FILES.values():
@@ -206,11 +212,13 @@ def test_charts_are_pngs_and_the_page_is_self_contained(known_report) -> None:
     assert set(SECTIONS) <= ids
 
 
+@pytest.mark.slow
 def test_text_from_file_names_is_escaped(known_report) -> None:
     html = known_report[0].read_text()
     assert "<&>.png" not in html and "&lt;&amp;&gt;.png" in html
 
 
+@pytest.mark.slow
 def test_run_facts_data_set_and_doctor_are_shown(known_report) -> None:
     html = known_report[0].read_text()
     assert 'data-fact="training_seconds">1 min 15 s<' in html
@@ -219,6 +227,7 @@ def test_run_facts_data_set_and_doctor_are_shown(known_report) -> None:
     assert "cat/broken.jpg" in html and "truncated file" in html
 
 
+@pytest.mark.slow
 def test_without_history_or_mistakes(tmp_path: Path) -> None:
     """A model file evaluated alone, and a perfect one: no curves, no grid, a note each."""
     labels = np.array([0, 1, 1])
@@ -256,6 +265,7 @@ def test_history_and_split_count_helpers(tmp_path: Path) -> None:
     assert counts == {"train": {"a": 1, "b": 1, "c": 1}, "test": {"a": 0, "b": 1, "c": 0}}
 
 
+@pytest.mark.slow
 def test_eval_writes_its_own_report_beside_the_run(digits_run: Path) -> None:
     from imgcls.cli import main
 

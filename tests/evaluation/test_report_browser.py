@@ -15,8 +15,9 @@ import pytest
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # CI always has it (.ci/run installs it): there a missing browser fails instead of skipping.
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file() and not os.environ.get("CI"),
-                                reason="needs Debian's chromium package (.ci/run installs it)")
+_needs = pytest.mark.skipif(not Path(CHROMIUM).is_file() and not os.environ.get("CI"),
+                            reason="needs Debian's chromium package (.ci/run installs it)")
+pytestmark = [pytest.mark.browser, pytest.mark.slow, _needs]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SECTIONS = ("summary", "per-class", "confusion", "curves", "mistakes", "confused-pairs",

@@ -19,6 +19,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_folder(tmp_path_factory.mktemp("data") / "shapes", per_class=8)
 
 
+@pytest.mark.slow
 def test_pretrained_file_in_torchvision_format(shapes: Path, tmp_path: Path) -> None:
     torch.manual_seed(1)
     source = torchvision.models.resnet18(weights=None).state_dict()
@@ -35,6 +36,7 @@ def test_pretrained_file_in_torchvision_format(shapes: Path, tmp_path: Path) -> 
     assert trained["fc.weight"].shape == (3, 512)
 
 
+@pytest.mark.slow
 def test_init_from_a_model_with_other_classes(digits_run: Path, shapes: Path,
                                               tmp_path: Path) -> None:
     start = read_weights(digits_run / "model.safetensors")

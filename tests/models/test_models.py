@@ -48,6 +48,7 @@ def _build(name: str, **options: object) -> nn.Module:
     return create_model(name, **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 @pytest.mark.parametrize("name", list_models())
 def test_model_trains_on_small_images(name: str, channels: int, size: int) -> None:
@@ -65,6 +66,7 @@ def test_model_trains_on_small_images(name: str, channels: int, size: int) -> No
         assert torch.isfinite(parameter.grad).all(), f"non-finite gradient in {param_name}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [28, 32, 45, 64, 65, 100, 224])
 @pytest.mark.parametrize("name", list_models())
 def test_output_shape_for_any_image_size(name: str, size: int) -> None:
@@ -74,6 +76,7 @@ def test_output_shape_for_any_image_size(name: str, size: int) -> None:
     assert logits.shape == (1, 7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TORCHVISION_BASED)
 def test_imagenet_configuration_is_torchvisions(name: str) -> None:
     with torch.device("meta"):
@@ -85,6 +88,7 @@ def test_imagenet_configuration_is_torchvisions(name: str) -> None:
     assert our_shapes == their_shapes
 
 
+@pytest.mark.slow
 def test_head_names_the_final_linear() -> None:
     for name in list_models():
         with torch.device("meta"):
@@ -126,6 +130,7 @@ def test_dropout_option_adds_dropout(name: str) -> None:
     assert isinstance(head, nn.Linear)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ONE_PER_FAMILY + COMPACT + ["densenet121", "resnet50"])
 def test_width_scales_the_model(name: str) -> None:
     with torch.device("meta"):
@@ -201,6 +206,7 @@ def _densenet_pair(
             theirs.to(dtype).to(memory_format=memory_format))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_densenet_training_forward_is_torchvisions(memory_format: torch.memory_format) -> None:
     """dense_train.py normalizes each map once and never concatenates: the same function as
@@ -321,6 +327,7 @@ def test_load_compatible_rejects_another_architecture() -> None:
         load_compatible(model, {"layer9.weight": torch.zeros(3)}, head="fc", in_channels=1)
 
 
+@pytest.mark.slow
 def test_legacy_densenet_keys_load() -> None:
     model = _build("densenet_bc")
     source = {  # as torchvision's DenseNet checkpoints name them (without batch counters)

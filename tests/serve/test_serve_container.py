@@ -31,9 +31,10 @@ from imgcls.serve.live import free_port, wait_ready
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
-pytestmark = pytest.mark.skipif(
+_needs = pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="needs root and setpriv to run the server as the image's user")
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow, _needs]
 
 
 def dockerfile() -> tuple[dict[str, str], list[str], int, list[str]]:

@@ -148,6 +148,7 @@ def test_v2_errors_use_the_protocol_shape(server: str) -> None:
     assert isinstance(answer["error"], str) and answer["code"] == "invalid_tensor"
 
 
+@pytest.mark.slow
 def test_full_queue_answers_503_with_retry_after(digits_run: Path) -> None:
     # A batch waits up to 1 s to fill; its first image holds 1 of the 2 queue places.
     settings = ServeSettings(max_queue=2, max_wait_ms=1000, max_batch=64)

@@ -170,6 +170,7 @@ def server(digits_run: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_fuzzed_requests_never_get_a_5xx(server: str) -> None:
     rng = random.Random(SEED)
     counts: dict[str, Counter[int]] = {kind: Counter() for kind in GENERATORS}

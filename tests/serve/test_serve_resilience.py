@@ -91,6 +91,7 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_a_failing_batch_fails_its_request_and_the_next_is_served(digits_run: Path) -> None:
     app = create_app(digits_run, ServeSettings(max_wait_ms=1))
     failures = with_failures(app)
@@ -121,6 +122,7 @@ def test_a_dead_worker_turns_readiness_and_liveness_503(digits_run: Path) -> Non
         assert after.status_code == 503 and after.json()["error"]["code"] == "unavailable"
 
 
+@pytest.mark.slow
 def test_a_client_that_leaves_is_not_an_error_and_its_work_is_dropped(
         digits_run: Path) -> None:
     # A batch waits 3 s for company: time to see the queue empty before it would run.
@@ -144,6 +146,7 @@ def test_a_client_that_leaves_is_not_an_error_and_its_work_is_dropped(
     assert [r for r in records if r.levelno >= logging.INFO] == [], records
 
 
+@pytest.mark.slow
 def test_a_body_slower_than_read_timeout_is_408(digits_run: Path) -> None:
     app = create_app(digits_run, ServeSettings(read_timeout_s=0.5))
     with running(app) as base_url:
@@ -156,6 +159,7 @@ def test_a_body_slower_than_read_timeout_is_408(digits_run: Path) -> None:
         assert post_png(base_url).status_code == 200
 
 
+@pytest.mark.slow
 def test_slow_decoding_is_504(digits_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     decode = imgcls.serve.service.decode_upload
 
@@ -188,6 +192,7 @@ def test_uvicorn_limits_concurrency_from_the_queue(digits_run: Path,
     assert uvicorn_config(app, port=0).limit_concurrency == 256 + CONCURRENCY_MARGIN
 
 
+@pytest.mark.slow
 def test_metrics_parse_as_prometheus_text(digits_run: Path) -> None:
     with running(create_app(digits_run, ServeSettings())) as base_url:
         assert post_png(base_url).status_code == 200

@@ -214,6 +214,7 @@ def photo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_served_pixels_are_predicts(server: str, digits_run: Path,
                                     photo_files: dict[str, Path]) -> None:
     predictor = Predictor(digits_run, device="cpu")
@@ -226,6 +227,7 @@ def test_served_pixels_are_predicts(server: str, digits_run: Path,
         assert got["score"] == pytest.approx(want.score, abs=1e-5), path
 
 
+@pytest.mark.slow
 def test_budget_reduces_big_images_close_to_the_exact_pixels(
         photo_files: dict[str, Path]) -> None:
     exact = decode_file(photo_files["big"], channels=3, size=32).float()

@@ -17,6 +17,8 @@ from PIL import Image
 
 from imgcls.serve.live import free_port, wait_ready
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_drains_the_queue(digits_run: Path, tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium here")
+_needs = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium here")
+pytestmark = [pytest.mark.browser, pytest.mark.slow, _needs]
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Leaderboard:
         return compare(CONFIG, MODELS, output, console=Console(quiet=True))
 
 
+@pytest.mark.slow
 def test_every_model_trained_on_the_same_split(board: Leaderboard) -> None:
     shared = (board.output / "split.json").read_text()
     for name in ("lenet5", "vgg11_bn"):
@@ -46,6 +47,7 @@ def test_every_model_trained_on_the_same_split(board: Leaderboard) -> None:
         assert (board.output / name / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_rows_are_ranked_and_the_best_is_named(board: Leaderboard) -> None:
     finished = [row for row in board.rows if row.status == "ok"]
     assert {row.model for row in finished} == {"lenet5", "vgg11_bn"}
@@ -60,12 +62,14 @@ def test_rows_are_ranked_and_the_best_is_named(board: Leaderboard) -> None:
     assert lenet.mflops < 1  # a quarter-width LeNet-5 at 32 px: 0.2 MFLOPs
 
 
+@pytest.mark.slow
 def test_a_failed_model_is_listed_with_its_reason(board: Leaderboard) -> None:
     failed = board.rows[-1]
     assert (failed.model, failed.status) == ("alexnet", "failed")
     assert "at least 64 px" in failed.error and failed.accuracy is None
 
 
+@pytest.mark.slow
 def test_leaderboard_files(board: Leaderboard) -> None:
     with open(board.output / "leaderboard.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))

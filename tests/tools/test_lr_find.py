@@ -27,6 +27,7 @@ def digits_test(tmp_path_factory: pytest.TempPathFactory) -> tuple[LrFindResult,
     return find_lr(config, min_lr=MIN_LR, max_lr=MAX_LR, steps=STEPS, output=output), output
 
 
+@pytest.mark.slow
 def test_curve_falls_then_diverges(digits_test: tuple[LrFindResult, Path]) -> None:
     result, _ = digits_test
     assert 10 < len(result.lrs) <= STEPS
@@ -39,6 +40,7 @@ def test_curve_falls_then_diverges(digits_test: tuple[LrFindResult, Path]) -> No
     assert max(result.losses[lowest:]) > result.smoothed[lowest]
 
 
+@pytest.mark.slow
 def test_suggestion_is_a_sensible_rate(digits_test: tuple[LrFindResult, Path]) -> None:
     result, _ = digits_test
     assert MIN_LR <= result.suggested_lr <= MAX_LR
@@ -47,6 +49,7 @@ def test_suggestion_is_a_sensible_rate(digits_test: tuple[LrFindResult, Path]) -
     assert result.suggested_lr <= result.minimum_lr
 
 
+@pytest.mark.slow
 def test_writes_plot_csv_and_json(digits_test: tuple[LrFindResult, Path]) -> None:
     result, output = digits_test
     assert result.plot_path == output / "lr_find.png"

@@ -48,6 +48,8 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "outputs": outputs, "seconds": seconds}
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_both_workers_trials_are_in_one_study(two_workers: dict[str, Any]) -> None:
     study = optuna.load_study(study_name="digits", storage=two_workers["storage"])
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -63,6 +65,8 @@ def test_both_workers_trials_are_in_one_study(two_workers: dict[str, Any]) -> No
     print(f"\n2 workers x 2 trials: {two_workers['seconds']:.1f}s wall")
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_the_best_config_trains(two_workers: dict[str, Any], tmp_path: Path) -> None:
     best_file = two_workers["root"] / "out" / "best.yaml"
     config = TrainConfig.from_yaml(best_file)
@@ -76,6 +80,8 @@ def test_the_best_config_trains(two_workers: dict[str, Any], tmp_path: Path) -> 
     assert (run_dir / "model.safetensors").is_file()
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_the_files_describe_the_study(two_workers: dict[str, Any]) -> None:
     out = two_workers["root"] / "out"
     with (out / "trials.csv").open() as handle:
@@ -103,6 +109,7 @@ def _stub_train(curves: dict[int, list[float]], seen: dict[int, int]) -> Any:
     return train_fn
 
 
+@pytest.mark.slow
 def test_a_poor_trial_is_pruned_and_the_files_list_it(tmp_path: Path) -> None:
     seen: dict[int, int] = {}
     curves = {5: [0.1, 0.1, 0.1, 0.1]}  # after 5 good trials (MedianPruner's startup)
@@ -128,6 +135,7 @@ def test_a_poor_trial_is_pruned_and_the_files_list_it(tmp_path: Path) -> None:
         image.verify()
 
 
+@pytest.mark.slow
 def test_a_flag_fixes_a_setting_and_models_can_be_searched(tmp_path: Path) -> None:
     space = SearchSpace(models=("lenet5", "resnet18"), optimizers=("sgd", "adam"),
                         fixed=frozenset({"batch_size"}))
@@ -145,6 +153,7 @@ def test_a_flag_fixes_a_setting_and_models_can_be_searched(tmp_path: Path) -> No
         assert trial.params[f"lr_{family}"] == config["lr"]
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
     def train_fn(config: TrainConfig, on_epoch: EpochReporter) -> Path:
         if on_epoch.trial.number == 0:
@@ -212,6 +221,7 @@ def test_user_errors_are_one_line(flags: list[str], message: str, tmp_path: Path
     assert not (tmp_path / "tune").exists()  # nothing trained
 
 
+@pytest.mark.slow
 def test_a_mistake_found_by_a_trial_is_one_line_too(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code = tune_main(["tune", "--data", str(tmp_path / "missing"), "--model", "lenet5",
@@ -224,6 +234,7 @@ def test_a_mistake_found_by_a_trial_is_one_line_too(tmp_path: Path,
     assert len(study.trials) == 1  # the search stopped at the first trial
 
 
+@pytest.mark.slow
 def test_joining_a_study_with_another_search_is_refused(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 't.db'}"
     options = dict(trials=1, study_name="s", storage=storage, output=tmp_path / "out",
@@ -235,6 +246,7 @@ def test_joining_a_study_with_another_search_is_refused(tmp_path: Path) -> None:
         tune(TrainConfig(data="digits", model="lenet5", epochs=1), metric="val_acc", **options)
 
 
+@pytest.mark.slow
 def test_another_studys_trials_are_never_overwritten(tmp_path: Path) -> None:
     (tmp_path / "out" / "trial-0").mkdir(parents=True)
     (tmp_path / "out" / "trial-0" / "model.safetensors").write_bytes(b"theirs")
@@ -245,6 +257,7 @@ def test_another_studys_trials_are_never_overwritten(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "trial-0" / "model.safetensors").read_bytes() == b"theirs"
 
 
+@pytest.mark.slow
 def test_open_storage_waits_for_sqlite_locks(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
     assert storage.engine_kwargs["connect_args"]["timeout"] >= 30

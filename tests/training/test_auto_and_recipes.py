@@ -63,6 +63,7 @@ def test_flags_override_a_named_recipe() -> None:
     assert config.model == recipe["model"]
 
 
+@pytest.mark.slow
 def test_auto_and_the_default_recipe_on_digits(tmp_path) -> None:
     run_dir = imgcls.train(data="digits", epochs=1, optimizer="adamw", lr=3e-3,
                            output=str(tmp_path / "run"), show_progress=False)
@@ -79,6 +80,7 @@ def test_auto_and_the_default_recipe_on_digits(tmp_path) -> None:
     assert repeat.recipe == "vgg_small-small-images" and repeat.optimizer == "adamw"
 
 
+@pytest.mark.slow
 def test_a_run_says_up_front_how_long_it_will_take(tmp_path, capsys) -> None:
     imgcls.train(data="digits", model="lenet5", epochs=2, output=str(tmp_path / "run"),
                  show_progress=False)

@@ -122,6 +122,7 @@ def test_a_replanned_schedule_still_anneals_to_its_end(sched: str) -> None:
     assert peak > 0.01
 
 
+@pytest.mark.slow
 def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(tmp_path) -> None:
     budget_s = 25.0
     import time

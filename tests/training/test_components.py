@@ -16,6 +16,7 @@ from imgcls.training import components
 from imagefolder import write_folder
 
 
+@pytest.mark.slow
 def test_lr_find_and_training_share_the_setup(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     built: list[components.Components] = []

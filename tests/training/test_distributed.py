@@ -15,6 +15,8 @@ import torch
 import imgcls
 from imgcls.training.distributed import Distributed, shard
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
 EPOCHS = 6
 PER_RANK_BATCH = 32
 

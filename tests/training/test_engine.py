@@ -79,6 +79,7 @@ def test_early_stopping_on_a_scripted_sequence() -> None:
     assert accuracy.should_stop
 
 
+@pytest.mark.slow
 def test_patience_stops_a_run_and_keeps_the_best(tmp_path: Path) -> None:
     # lr 0 after warmup: nothing improves, so patience 1 stops right after epoch 2.
     run_dir = imgcls.train(data="digits", model="lenet5", epochs=6, patience=1, lr=1e-9,
@@ -117,6 +118,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         **EXACT)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(uninterrupted: Path,
                                                                tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
@@ -135,6 +138,8 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(uninterrupted: Pa
     assert [r["epoch"] for r in _history(run_dir)][-2:] == [2, 3]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_ctrl_c_saves_and_prints_the_resume_command(uninterrupted: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "interrupted"
     process = subprocess.Popen(_train_command(run_dir, 3, "--save-every-steps", "5"),
@@ -173,6 +178,7 @@ def test_atomic_path_never_exposes_a_partial_file(tmp_path: Path) -> None:
     assert target.read_text() == "old"
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_continues_its_schedule(tmp_path: Path) -> None:
     run_dir = imgcls.train(data="digits", epochs=3, warmup_epochs=1,
                            output=str(tmp_path / "run"), show_progress=False, **EXACT)
@@ -189,6 +195,7 @@ def test_extending_a_finished_run_continues_its_schedule(tmp_path: Path) -> None
     assert math.isclose(history[2]["lr"], 0.0, abs_tol=1e-9)  # the original end
 
 
+@pytest.mark.slow
 def test_same_seed_deterministic_runs_are_identical(uninterrupted: Path, tmp_path: Path) -> None:
     again = imgcls.train(data="digits", epochs=3, output=str(tmp_path / "again"),
                          show_progress=False, **EXACT)
@@ -197,6 +204,7 @@ def test_same_seed_deterministic_runs_are_identical(uninterrupted: Path, tmp_pat
 
 # --- EMA and TensorBoard -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ema_weights_are_the_ones_saved(tmp_path: Path) -> None:
     run_dir = imgcls.train(data="digits", model="lenet5", epochs=2, ema=True, ema_decay=0.9,
                            tensorboard=True, output=str(tmp_path / "run"), show_progress=False)
@@ -213,6 +221,7 @@ def test_ema_weights_are_the_ones_saved(tmp_path: Path) -> None:
     assert os.path.getsize(run_dir / "history.jsonl") > 0
 
 
+@pytest.mark.slow
 def test_config_yaml_repeats_the_run(uninterrupted: Path, tmp_path: Path) -> None:
     from imgcls.cli import main
 
@@ -223,6 +232,7 @@ def test_config_yaml_repeats_the_run(uninterrupted: Path, tmp_path: Path) -> Non
     assert (again / "split.json").read_text() == (uninterrupted / "split.json").read_text()
 
 
+@pytest.mark.slow
 def test_flags_override_the_config_file(uninterrupted: Path, tmp_path: Path) -> None:
     from imgcls.cli import main
 

@@ -38,6 +38,7 @@ def _accuracy(run_dir: Path) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["accuracy"]
 
 
+@pytest.mark.slow
 def test_cached_features_train_the_same_head_as_the_full_model(
     digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,6 +62,7 @@ def test_cached_features_train_the_same_head_as_the_full_model(
     assert not torch.equal(reference["fc.weight"], start["fc.weight"]), "the head trained"
 
 
+@pytest.mark.slow
 def test_the_backbone_sees_each_image_once(
     digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,6 +97,7 @@ def test_augmentation_says_why_features_are_not_cached() -> None:
     assert reason("none", hflip=0.0) is None  # an override that leaves the pixels alone
 
 
+@pytest.mark.slow
 def test_a_run_with_augmentation_says_it_once(digits_run: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     _frozen_run(digits_run, tmp_path / "run", augment="light", epochs=1)
@@ -102,6 +105,7 @@ def test_a_run_with_augmentation_says_it_once(digits_run: Path, tmp_path: Path,
     assert len(lines) == 1 and lines[0].startswith("features not cached: augmentation")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "dropout", "expected"), [
     ("lenet5", 0.3, "hidden.5"), ("lenet5", 0.0, None), ("resnet18", 0.2, "avgpool.1"),
     ("vgg11", 0.5, "classifier.5"), ("alexnet", 0.5, None), ("densenet121", 0.2, "head_dropout"),
@@ -120,6 +124,7 @@ def _cli_train(*arguments: str) -> int:
     return main(["train", "--epochs", "1", "--no-progress", "--precision", "fp32", *arguments])
 
 
+@pytest.mark.slow
 def test_init_from_alone_builds_the_files_network(digits_run: Path, tmp_path: Path) -> None:
     model_file = digits_run / "model.safetensors"
     output = tmp_path / "again"
@@ -131,6 +136,7 @@ def test_init_from_alone_builds_the_files_network(digits_run: Path, tmp_path: Pa
         k: v.shape for k, v in read_weights(model_file).items()}
 
 
+@pytest.mark.slow
 def test_init_from_alone_with_other_classes_replaces_the_head(
     digits_run: Path, tmp_path: Path
 ) -> None:

@@ -11,6 +11,8 @@ from imgcls.data.sources import load_source
 from imgcls.models import create_model
 from imgcls.training.optim import build_optimizer
 
+pytestmark = pytest.mark.slow
+
 STEPS = 200
 BATCH = 64
 

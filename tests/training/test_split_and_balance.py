@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from rich.console import Console
 
@@ -38,6 +39,7 @@ def test_unmatched_names_are_their_own_group() -> None:
     assert groups[0] == "x" and groups[1] != groups[2]
 
 
+@pytest.mark.slow
 def test_split_file_is_reused(tmp_path: Path) -> None:
     image_set = load_source("digits")
     split = make_split(image_set.labels, preset=None, item_ids=image_set.item_ids, seed=42,
@@ -64,6 +66,7 @@ def test_balance_weights_are_inverse_frequency() -> None:
     assert _balance("none", counts, labels, torch.device("cpu")) == {}
 
 
+@pytest.mark.slow
 def test_imbalance_warning_and_sampler_run(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "data", per_class=16)
     for file in sorted((root / "top").iterdir())[3:]:
@@ -80,6 +83,7 @@ def test_imbalance_warning_and_sampler_run(tmp_path: Path) -> None:
     assert "--balance" not in console.export_text()
 
 
+@pytest.mark.slow
 def test_eval_rebuilds_a_grouped_split_without_split_json(tmp_path: Path) -> None:
     # A model file that travelled alone: eval re-splits from its settings, --group-by included.
     root = write_folder(tmp_path / "data", per_class=12)

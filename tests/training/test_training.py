@@ -109,6 +109,7 @@ def test_eval_reproduces_training_metrics(digits_run: Path) -> None:
     assert metrics["confusion_matrix"] == recorded["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_resume_continues_to_more_epochs(digits_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "resumed"
     imgcls.train(data="digits", model="lenet5", epochs=2, batch_size=64, precision="fp32",

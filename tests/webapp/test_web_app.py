@@ -39,7 +39,8 @@ INSTALLED = ("navigator.serviceWorker.controller !== null && "
              "document.getElementById('offline').textContent.includes('works offline')")
 PARITY_IMAGES = 50
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium here")
+_needs = pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium here")
+pytestmark = [pytest.mark.browser, pytest.mark.slow, _needs]
 
 
 class StaticServer:
