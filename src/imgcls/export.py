@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +44,6 @@ class PixelsToProbabilities(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalizer(pixels)).softmax(dim=1)
-
-
-@dataclass
-class Parity:
-    samples: int
-    source: str  # what the check images were
-    max_abs_difference: float  # of probabilities, over all samples and classes
-    top1_agreement: float  # fraction of samples with the same top-1 class
-
-    def describe(self) -> str:
-        agreeing = round(self.top1_agreement * self.samples)
-        return (f"parity on {self.samples} {self.source}: max |probability difference| "
-                f"{self.max_abs_difference:.2e}, top-1 agreement {agreeing}/{self.samples} "
-                f"({self.top1_agreement:.2%})")
 
 
 def export_model(model_path: str | Path, format: str, output: str | Path | None = None) -> Path:
@@ -120,23 +105,6 @@ def _export_torchscript(wrapped: nn.Module, example: torch.Tensor, target: Path,
         warnings.simplefilter("ignore")  # torch.jit's deprecation warning
         traced = torch.jit.trace(wrapped, example)
         torch.jit.save(traced, str(target), _extra_files={"imgcls.json": json.dumps(document)})
-
-
-def check_parity(model_path: str | Path, exported: str | Path, images: torch.Tensor,
-                 source: str) -> Parity:
-    """Probabilities of the original (torch, fp32, CPU) and the export on the same images."""
-    from imgcls.predict import OnnxModel, Predictor
-
-    reference = Predictor(model_path, device="cpu").probabilities(images)
-    if Path(exported).suffix == ".onnx":
-        candidate = OnnxModel(exported).probabilities(images)
-    else:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            candidate = torch.jit.load(str(exported))(images.float())
-    difference = (reference - candidate).abs().max().item()
-    agreement = (reference.argmax(1) == candidate.argmax(1)).float().mean().item()
-    return Parity(len(images), source, difference, agreement)
 
 
 def parity_images(card: ModelCard, samples: int, data: str | None,

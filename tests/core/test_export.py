@@ -14,7 +14,8 @@ import torch
 
 from imgcls.artifact import read_card
 from imgcls.cli.serve import main as serve_main
-from imgcls.export import check_parity, export_model, parity_images
+from imgcls.export import export_model, parity_images
+from imgcls.export_parity import check_parity
 from imgcls.predict import Predictor
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running

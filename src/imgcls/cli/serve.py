@@ -196,7 +196,8 @@ def _export(args: argparse.Namespace) -> int:
         require("imgcls export --format onnx", "serve", *needed)
     from imgcls.artifact import read_card
     from imgcls.data.builtin import builtin_name
-    from imgcls.export import check_parity, export_model, parity_images
+    from imgcls.export import export_model, parity_images
+    from imgcls.export_parity import check_parity
 
     written = export_model(args.model, args.format, args.output)
     print(f"exported {args.format} to {written}")

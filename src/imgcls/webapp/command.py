@@ -47,7 +47,7 @@ def describe_size(folder: Path) -> str:
 
 def _check_model(model_path: str | Path, folder: Path, samples: int) -> int:
     """The app's model.onnx against the model file, on seeded random images."""
-    from imgcls.export import check_parity
+    from imgcls.export_parity import check_parity
 
     shape = json.loads((folder / INFO_FILE).read_text("utf-8"))["input"]
     generator = torch.Generator().manual_seed(0)

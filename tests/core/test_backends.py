@@ -18,6 +18,9 @@ from imgcls.model_card import Architecture, InputShape, ModelCard, RuntimeRecord
 from imgcls.models import create_model, get_spec, list_models
 from imgcls.predict import Predictor
 
+# exports and traces every registered network: about a minute and a half
+pytestmark = pytest.mark.slow
+
 # The wide and deep networks run at a quarter of their width and on 32 images, so the whole
 # registry fits in about a minute on 2 cores; the small ones at full width on 256.
 _FULL = {"lenet5", "resnet20", "resnet32", "vgg_small"}

@@ -18,6 +18,9 @@ from imgcls.cli import build_parser
 from imgcls.export import export_model
 from imgcls.predict import Predictor
 
+# every check runs in a fresh Python process
+pytestmark = pytest.mark.multiprocess
+
 
 def fresh_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
@@ -108,6 +111,7 @@ SERVE = """
 import json, sys
 from fastapi.testclient import TestClient
 from imgcls.serve import ServeSettings, create_app
+
 app = create_app(sys.argv[1], ServeSettings(max_batch=4))
 after_creation = "torch" in sys.modules
 with TestClient(app) as client:
