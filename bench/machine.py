@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
 
+from imgcls.backends.timing import cpu_model
 from imgcls.runtime import cpu_runs_bf16
 
 
@@ -26,12 +26,3 @@ def describe() -> dict[str, Any]:
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()

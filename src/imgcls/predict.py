@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,10 @@ from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
 from imgcls.models import get_spec
+from imgcls.prediction import Prediction
 from imgcls.runtime import Requested, RuntimeChoice, resolve
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
-
-
-@dataclass
-class Prediction:
-    input: str
-    label: str | None
-    score: float | None
-    topk: list[dict[str, Any]]
-    error: str | None = None  # why this input could not be classified
-
-    def to_dict(self) -> dict[str, Any]:
-        document = {"input": self.input, "label": self.label, "score": self.score,
-                    "topk": self.topk}
-        if self.error:
-            document["error"] = self.error
-        return document
 
 
 class OnnxModel:
