@@ -9,12 +9,12 @@ The torch Predictor and the onnx backends wrap it and convert tensors at their e
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imgcls.cpus import usable_cpus
 from imgcls.errors import UserError
 
 
@@ -54,11 +54,3 @@ class OnnxRunner:
             raise UserError(f"{self.path} has no imgcls metadata; export it with "
                             "`imgcls export`")
         return json.loads(properties["imgcls"])
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (its affinity mask), as runtime.usable_cpus counts
-    them; repeated here because runtime.py imports torch."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)

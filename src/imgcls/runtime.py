@@ -9,7 +9,6 @@ the choices a network was trained with (ModelCard.runtime), and prediction follo
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgcls.cpus import usable_cpus
 from imgcls.errors import UserError
 
 if TYPE_CHECKING:
@@ -134,13 +134,6 @@ def precision_name(dtype: torch.dtype | None) -> str:
 def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or usable_cpus())
 
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity mask (taskset, a container's cpuset), not the
-    machine's count, since one thread per core too many made a pinned run's step 4-9x slower."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def seed_everything(seed: int) -> None:

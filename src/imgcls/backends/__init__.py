@@ -4,10 +4,25 @@ after `imgcls export --quantize int8` passed its accuracy check). `auto` times t
 machine at the batch sizes in use and runs the fastest (see auto.py).
 
 The Predictor opens one with `open_backend`; ONNX files and timings are cached beside the
-model file, keyed by its sha256 (cache.py). Nothing here imports the CLI or training.
+model file, keyed by its sha256 (cache.py). cached_onnx.py finds a cached export that a
+prediction can run without torch. Nothing here imports the CLI or training. The names below
+load on first use (PEP 562), so importing cache.py or cached_onnx.py imports no torch.
 """
 
-from imgcls.backends.base import Backend, BackendInputs
-from imgcls.backends.choose import BACKENDS, DEFAULT_BATCH_SIZES, open_backend
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["BACKENDS", "DEFAULT_BATCH_SIZES", "Backend", "BackendInputs", "open_backend"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Backend", "BackendInputs"):
+        from imgcls.backends import base
+
+        return getattr(base, name)
+    if name in ("BACKENDS", "DEFAULT_BATCH_SIZES", "open_backend"):
+        from imgcls.backends import choose
+
+        return getattr(choose, name)
+    raise AttributeError(f"module 'imgcls.backends' has no attribute {name!r}")

@@ -9,14 +9,20 @@ measured size (nearest in log scale: 64 is nearer 256 than 1).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from imgcls.backends.base import Backend
-from imgcls.backends.timing import Timings, median_ms, read_timings, write_timings
+from imgcls.backends.timing import (
+    Timings,
+    fastest,
+    median_ms,
+    nearest,
+    read_timings,
+    write_timings,
+)
 
 PARITY_TOLERANCE = 1e-4  # of probabilities against eager fp32 (int8 is checked on export)
 # A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
@@ -48,8 +54,7 @@ class AutoBackend:
         return self.backends[self.choice(size)].probabilities(images, batch_size)
 
     def choice(self, size: int) -> str:
-        nearest = min(self.chosen, key=lambda measured: abs(math.log(measured / size)))
-        return self.chosen[nearest]
+        return self.chosen[nearest(list(self.chosen), size)]
 
 
 def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Tensor,
@@ -68,11 +73,6 @@ def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Ten
             example[:s], s)) for size in sizes}
         del backend
     return timings
-
-
-def fastest(timings: Timings, size: int) -> str:
-    measured = [name for name, sizes_ms in timings.items() if sizes_ms]
-    return min(measured, key=lambda name: timings[name][size])
 
 
 def _covers(timings: Timings, candidates: dict[str, Factory], sizes: list[int]) -> bool:

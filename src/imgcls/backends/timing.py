@@ -8,12 +8,12 @@ torch / onnxruntime versions; another machine (or `--threads`) measures again.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import torch
 
 from imgcls.io import write_json
 
@@ -22,10 +22,17 @@ MIN_RUNS, BUDGET_S = 3, 1.0  # per backend and batch size, after one warm-up run
 
 
 def machine_key(threads: int) -> str:
-    import onnxruntime
+    # Versions from the installed metadata, not by importing: a torch-free prediction
+    # (cached_onnx.py) reads this key too.
+    return (f"{cpu_model()} | {threads} threads | torch {_installed('torch')} | "
+            f"onnxruntime {_installed('onnxruntime')}")
 
-    return (f"{cpu_model()} | {threads} threads | torch {torch.__version__} | "
-            f"onnxruntime {onnxruntime.__version__}")
+
+def _installed(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
 
 
 def cpu_model() -> str:
@@ -72,3 +79,13 @@ def write_timings(path: Path, machine: str, timings: Timings) -> None:
     document[machine] = {backend: {str(size): round(ms, 3) for size, ms in sizes.items()}
                          for backend, sizes in timings.items()}
     write_json(path, document)
+
+
+def fastest(timings: Timings, size: int) -> str:
+    measured = [name for name, sizes_ms in timings.items() if sizes_ms]
+    return min(measured, key=lambda name: timings[name][size])
+
+
+def nearest(measured_sizes: list[int], size: int) -> int:
+    """The measured batch size nearest `size` in log scale (64 is nearer 256 than 1)."""
+    return min(measured_sizes, key=lambda measured: abs(math.log(measured / size)))

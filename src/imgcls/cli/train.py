@@ -132,8 +132,9 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise UserError(f"--topk must be at least 1; got {args.topk}")
-    predictor = _open_predictor(args.model, args.backend)
-    predictions = [p.to_dict() for p in predictor.predict(_expand(args.inputs), topk=args.topk)]
+    inputs = _expand(args.inputs)
+    predictor = _open_predictor(args.model, args.backend, len(inputs))
+    predictions = [p.to_dict() for p in predictor.predict(inputs, topk=args.topk)]
     print(_format_predictions(predictions, args.format), end="")
     failed = [p for p in predictions if p.get("error")]
     for item in failed:
@@ -141,12 +142,21 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _open_predictor(model: str, backend: str) -> Any:
-    """An .onnx file runs without torch (onnx_predict.py): no second of importing it."""
+def _open_predictor(model: str, backend: str, images: int) -> Any:
+    """An .onnx file, or a model file whose cached ONNX export --backend onnx or auto would
+    run (backends/cached_onnx.py), runs without torch (onnx_predict.py): no second of
+    importing it. Anything else opens the torch Predictor, which builds that cache."""
+    from imgcls.backends.cached_onnx import cached_onnx
+    from imgcls.cpus import usable_cpus
     from imgcls.onnx_predict import OnnxPredictor, is_onnx
+    from imgcls.rundir import resolve_model_path
 
     if is_onnx(model) and backend in ("torch", "auto", "onnx"):
         return OnnxPredictor(model)
+    threads = usable_cpus()  # what the Predictor's runtime would give torch and onnxruntime
+    export = cached_onnx(resolve_model_path(model), backend, min(images, 256), threads)
+    if export is not None:
+        return OnnxPredictor(export, threads=threads)
     from imgcls.predict import Predictor
 
     return Predictor(model, backend=backend)  # explains what an .onnx file cannot run under

@@ -7,7 +7,6 @@ torchvision only as a last resort; offline, the error says how to provide the fi
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from imgcls.data.decode import decode_arrays
 from imgcls.data.idx import read_idx
 from imgcls.data.imageset import ImageSet
 from imgcls.errors import UserError
+from imgcls.paths import cache_dir
 
 # (channels, size) each built-in set is stored at.
 NATIVE_FORMATS: dict[str, tuple[int, int]] = {
@@ -72,11 +72,6 @@ def builtin_name(data: str) -> str | None:
     name = data.strip().lower()
     name = _ALIASES.get(name, name)
     return name if name in NATIVE_FORMATS else None
-
-
-def cache_dir() -> Path:
-    """Where downloads go when no --data-dir is given (respects XDG_CACHE_HOME)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgcls"
 
 
 def load_builtin(name: str, *, channels: int, size: int, data_dir: str | None) -> ImageSet:

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgcls.data.builtin import cache_dir
 from imgcls.data.file_index import FileIndex
 from imgcls.data.imageset import ImageSet
 from imgcls.io import atomic_path, write_json
+from imgcls.paths import cache_dir
 
 # Part of every key: bump it whenever decoding changes pixels (resampling, colour, EXIF), so
 # entries written by older code are not reused.

@@ -22,7 +22,6 @@ many-file decoders.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from imgcls.cpus import usable_cpus
 from imgcls.data import pixels
 from imgcls.data.pixels import (  # the torch-free part; imported from here as before
     BadImageError,
@@ -162,7 +162,7 @@ def decode_files(
 def _decode_all(
     paths: Sequence[Path], channels: int, size: int
 ) -> Iterator[torch.Tensor | str]:
-    workers = _usable_cpus()
+    workers = usable_cpus()
     if len(paths) >= _PROCESS_MIN_FILES and workers > 1:
         yield from _decode_in_processes(paths, channels, size, workers)
         return
@@ -250,7 +250,7 @@ def decode_arrays(arrays: np.ndarray, *, channels: int, size: int) -> torch.Tens
 
     # Chunks, not one task per image: for 28 px images the pool's per-task cost is larger
     # than the resize itself.
-    with ThreadPoolExecutor(max_workers=_usable_cpus()) as pool:
+    with ThreadPoolExecutor(max_workers=usable_cpus()) as pool:
         list(pool.map(fill, range(0, len(arrays), _ARRAY_CHUNK)))
     return out
 
@@ -265,9 +265,3 @@ def _match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(1, 3, 1, 1)
     luma = (images.to(torch.int32) * weights).sum(1, keepdim=True) + 0x8000
     return (luma >> 16).to(torch.uint8)
-
-
-def _usable_cpus() -> int:
-    # process_cpu_count (3.13+) honours CPU affinity; cpu_count may report the whole host.
-    count = getattr(os, "process_cpu_count", os.cpu_count)()
-    return max(1, count or 1)

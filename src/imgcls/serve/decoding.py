@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 from starlette.requests import Request
 
+from imgcls.cpus import usable_cpus
 from imgcls.data.pixels import BadImageError, DecodeBudget, ImageTooLarge, load_budgeted
-from imgcls.onnx_runner import usable_cpus
 from imgcls.serve.errors import ApiError
 
 if TYPE_CHECKING:  # service.py imports this module

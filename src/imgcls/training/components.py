@@ -17,6 +17,7 @@ from torch import nn
 
 from imgcls.artifact import read_card, read_weights
 from imgcls.config import TrainConfig
+from imgcls.cpus import usable_cpus
 from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import Split, split_from_json, split_image_set
@@ -41,7 +42,6 @@ from imgcls.runtime import (
     resolve,
     seed_everything,
     set_threads,
-    usable_cpus,
 )
 from imgcls.training.auto_model import AUTO, resolve_auto_model
 from imgcls.training.distributed import Distributed, check_sync_bn, device_for
