@@ -1,4 +1,4 @@
-"""Data: sources -> decoded uint8 images -> split (see DESIGN.md, "The pipeline").
+"""Data: sources -> decoded uint8 images -> split (see docs/architecture.md, "The pipeline").
 
 Modules, one job each: sources (--data -> ImageSet), builtin (digits, fashion-mnist, mnist,
 cifar10), file_index (folders and CSVs on disk), idx (IDX files), decode (the one image

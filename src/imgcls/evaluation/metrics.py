@@ -1,4 +1,5 @@
-"""Classification metrics (scikit-learn), in the schema of DESIGN.md's metrics.json."""
+"""Classification metrics (scikit-learn): the `test` section of a run's metrics.json (see
+docs/architecture.md, "Run directory")."""
 
 from __future__ import annotations
 
