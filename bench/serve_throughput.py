@@ -17,6 +17,15 @@ no GPU, torch 2.14.1, 2 threads; vgg11_bn on 1x28x28 (Fashion-MNIST's shape), 32
     server's own 4.5) and uvicorn parsed with h11 on asyncio: 83 vs 31 images/s (2.64x)
     at 3x32, 5 ms. The 2026-11-28 AVX512 VM gave 3.54x (160.8 vs 45.4) there.
 
+Backends (issue 14), `python bench/serve_throughput.py --backends torch,auto` (2026-11-30,
+2-core AMD EPYC VM, AVX512 + native bf16, ONE core: the other ran a training measurement;
+server, its 1 thread and the 32 clients shared it; vgg11_bn 1x28x28, --max-batch 32, 10 s
+per setting, 3 alternations, bench/results/serve_backends.json):
+      --backend torch: 295.2 images/s (283.9 / 296.5 / 295.2), p50 96 ms, p99 324 ms
+      --backend auto:  322.9 images/s (322.9 / 328.5 / 321.7), p50 87 ms, p99 312 ms
+      gain 1.09x: auto ran fp32 onnxruntime (no int8 export here); HTTP, PNG decoding and
+      the clients take most of the core, so the model's own 1.25-1.6x shrinks to this.
+
 Loopback only. The server is a subprocess (`python -m imgcls.cli.serve serve`), the load a
 single asyncio process with 32 concurrent aiohttp clients posting the same PNG to
 /v1/predict; each setting runs at most --seconds and --max-requests after a warm-up. The
@@ -26,7 +35,7 @@ temporary model file. vgg11_bn because batching is what it needs: resnet18 gains
 there is to measure.
 
     python bench/serve_throughput.py [--model vgg11_bn] [--channels 1] [--image-size 28]
-        [--seconds 10] [--max-wait-ms 20] [--repeats 3]
+        [--seconds 10] [--max-wait-ms 20] [--repeats 3] [--backends torch,auto]
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import torch
 from PIL import Image
 
 from imgcls.artifact import save_model
+from imgcls.model_card import Architecture, InputShape, ModelCard
 from imgcls.models import create_model
 from imgcls.serve.live import free_port, wait_ready
 from imgcls.serve.settings import ServeSettings
@@ -73,7 +83,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternate the two settings this many times; report medians")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--backends", metavar="A,B",
+                        help="instead of batched vs --max-batch 1: batched under backend A vs "
+                             "B, e.g. torch,auto (issue 14's serving check)")
     args = parser.parse_args()
+    if args.backends:
+        compare_backends(args, *args.backends.split(","))
+        return
     with tempfile.TemporaryDirectory() as folder:
         model_file = write_random_model(Path(folder), args.model, args.channels,
                                         args.image_size)
@@ -96,6 +112,28 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+def compare_backends(args: argparse.Namespace, first: str, second: str) -> None:
+    """The same batched server under two --backend values, alternating, medians."""
+    with tempfile.TemporaryDirectory() as folder:
+        model_file = write_random_model(Path(folder), args.model, args.channels,
+                                        args.image_size)
+        image = png_bytes(args.image_size, args.channels)
+        trials: dict[str, list[dict[str, Any]]] = {first: [], second: []}
+        for _ in range(args.repeats):
+            for backend in (first, second):
+                trials[backend].append(run_setting(model_file, image, args.max_batch, args,
+                                                   backend))
+    runs = {backend: median_trial(results) for backend, results in trials.items()}
+    result = {"machine": describe(), "model": f"{args.model} {args.channels}x"
+              f"{args.image_size}x{args.image_size}", "clients": args.clients,
+              "max_batch": args.max_batch, "seconds_per_setting": args.seconds,
+              "repeats": args.repeats, **runs,
+              "gain": round(runs[second]["images_per_s"] / runs[first]["images_per_s"], 2)}
+    output = args.output.with_name("serve_backends.json")
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def median_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(trials, key=lambda trial: trial["images_per_s"])
     return {**ranked[len(ranked) // 2],
@@ -104,15 +142,14 @@ def median_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write_random_model(folder: Path, name: str, channels: int, size: int) -> Path:
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10, in_channels=channels, image_size=size).eval()
-    metadata = {"architecture": {"name": name, "kwargs": {
-        "num_classes": 10, "in_channels": channels, "image_size": size}},
-        "class_names": [f"class{i}" for i in range(10)],
-        "input": {"channels": channels, "height": size, "width": size},
-        "normalization": {"mode": "meanstd", "mean": [0.5] * channels,
-                          "std": [0.25] * channels}}
+    kwargs = {"num_classes": 10, "in_channels": channels, "image_size": size}
+    model = create_model(name, **kwargs).eval()
+    card = ModelCard(
+        architecture=Architecture(name, kwargs), class_names=[f"class{i}" for i in range(10)],
+        input=InputShape(channels, size, size),
+        normalization={"mode": "meanstd", "mean": [0.5] * channels, "std": [0.25] * channels})
     path = folder / "model.safetensors"
-    save_model(path, model, metadata)
+    save_model(path, model, card)
     return path
 
 
@@ -124,11 +161,11 @@ def png_bytes(size: int, channels: int) -> bytes:
 
 
 def run_setting(model_file: Path, image: bytes, max_batch: int,
-                args: argparse.Namespace) -> dict[str, Any]:
+                args: argparse.Namespace, backend: str = "torch") -> dict[str, Any]:
     port = free_port()
     command = [sys.executable, "-m", "imgcls.cli.serve", "serve", str(model_file), "--port",
                str(port), "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
-               "--max-queue", "4096", "--log-level", "warning"]
+               "--max-queue", "4096", "--log-level", "warning", "--backend", backend]
     server = subprocess.Popen(command, env={**os.environ, "IMGCLS_API_KEY": ""})
     try:
         wait_ready(f"http://127.0.0.1:{port}")
@@ -139,7 +176,8 @@ def run_setting(model_file: Path, image: bytes, max_batch: int,
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     milliseconds = np.array(latencies) * 1000
-    summary = {"max_batch": max_batch, "requests": len(latencies), "failures": failures,
+    summary = {"max_batch": max_batch, "backend": backend, "requests": len(latencies),
+               "failures": failures,
                "seconds": round(seconds, 2),
                "images_per_s": round(len(latencies) / seconds, 1),
                "p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
