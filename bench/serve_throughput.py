@@ -23,8 +23,8 @@ server, its 1 thread and the 32 clients shared it; vgg11_bn 1x28x28, --max-batch
 per setting, 3 alternations, bench/results/serve_backends.json):
       --backend torch: 295.2 images/s (283.9 / 296.5 / 295.2), p50 96 ms, p99 324 ms
       --backend auto:  322.9 images/s (322.9 / 328.5 / 321.7), p50 87 ms, p99 312 ms
-      gain 1.09x: auto ran fp32 onnxruntime (no int8 export here); HTTP, PNG decoding and
-      the clients take most of the core, so the model's own 1.25-1.6x shrinks to this.
+      gain 1.09x: auto ran an fp32 backend (no int8 export here), and HTTP, PNG decoding
+      and the clients take much of the one core.
 
 Loopback only. The server is a subprocess (`python -m imgcls.cli.serve serve`), the load a
 single asyncio process with 32 concurrent aiohttp clients posting the same PNG to
