@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from imgcls.errors import UserError
-from imgcls.io import atomic_path
+from imgcls.files import atomic_path
 from imgcls.model_card import ModelCard
 from imgcls.rundir import resolve_model_path
 from imgcls.version import __version__

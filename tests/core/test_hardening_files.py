@@ -299,7 +299,7 @@ def test_a_failed_save_keeps_the_previous_last_pt(tmp_path: Path,
 
 def test_checkpoint_syncs_the_file_and_the_folder(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import imgcls.io
+    import imgcls.files
 
     synced: list[str] = []
     real_fsync = os.fsync
@@ -308,7 +308,7 @@ def test_checkpoint_syncs_the_file_and_the_folder(tmp_path: Path,
         synced.append("folder" if stat.S_ISDIR(os.fstat(handle).st_mode) else "file")
         real_fsync(handle)
 
-    monkeypatch.setattr(imgcls.io.os, "fsync", recording_fsync)
+    monkeypatch.setattr(imgcls.files.os, "fsync", recording_fsync)
     from imgcls.training.state import save_state
 
     save_state(tmp_path / "last.pt", {"step": torch.tensor(1)})
@@ -327,11 +327,11 @@ def test_run_files_get_the_umasks_mode(tiny_run: Path) -> None:
 @pytest.mark.parametrize("from_proc", [True, False])
 def test_written_files_follow_another_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             from_proc: bool) -> None:
-    import imgcls.io
-    from imgcls.io import write_text
+    import imgcls.files
+    from imgcls.files import write_text
 
     if not from_proc:  # the portable fallback
-        monkeypatch.setattr(imgcls.io, "_umask_from_proc", lambda: None)
+        monkeypatch.setattr(imgcls.files, "_umask_from_proc", lambda: None)
     previous = os.umask(0o027)
     try:
         write_text(tmp_path / "a.txt", "x")

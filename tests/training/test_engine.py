@@ -18,7 +18,7 @@ import torch
 import imgcls
 from imgcls.artifact import read_weights
 from imgcls.config import TrainConfig
-from imgcls.io import atomic_path
+from imgcls.files import atomic_path
 from imgcls.training.early_stop import BestTracker
 from imgcls.training.schedule import lr_multiplier
 from imgcls.training.state import load_state, save_state

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from imgcls.io import write_json
+from imgcls.files import write_json
 
 
 @dataclass(frozen=True)

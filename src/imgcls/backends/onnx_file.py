@@ -25,7 +25,7 @@ from imgcls.export import (
     export_model,
     export_note,
 )
-from imgcls.io import atomic_path
+from imgcls.files import atomic_path
 
 
 def write_fp32_onnx(model_file: Path, target: Path) -> Path:

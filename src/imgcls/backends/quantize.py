@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from imgcls.export import INPUT_NAME
-from imgcls.io import atomic_path
+from imgcls.files import atomic_path
 
 CALIBRATION_BATCH = 32
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from imgcls.io import write_json
+from imgcls.files import write_json
 
 Timings = dict[str, dict[int, float]]  # backend -> batch size -> median ms per batch
 MIN_RUNS, BUDGET_S = 3, 1.0  # per backend and batch size, after one warm-up run

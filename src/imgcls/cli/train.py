@@ -79,7 +79,7 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from imgcls.evaluation.evaluate import evaluate_predictions, write_eval_report
-    from imgcls.io import write_json
+    from imgcls.files import write_json
     from imgcls.rundir import RunDir
 
     evaluation = evaluate_predictions(args.model, args.data, split=args.split,

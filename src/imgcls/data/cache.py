@@ -27,7 +27,7 @@ import torch
 
 from imgcls.data.file_index import FileIndex
 from imgcls.data.imageset import ImageSet
-from imgcls.io import atomic_path, write_json
+from imgcls.files import atomic_path, write_json
 from imgcls.paths import cache_dir
 
 # Part of every key: bump it whenever decoding changes pixels (resampling, colour, EXIF), so

@@ -32,7 +32,7 @@ from imgcls.evaluation.mistakes import (
     list_mistakes,
     mistakes_csv,
 )
-from imgcls.io import atomic_path, write_text
+from imgcls.files import atomic_path, write_text
 from imgcls.rundir import RunDir
 
 MAX_MISTAKES = 24  # images in the mistakes grid (mistakes.csv lists them all)

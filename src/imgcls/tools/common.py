@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
-from imgcls.io import atomic_path
+from imgcls.files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -20,7 +20,7 @@ from rich.table import Table
 from imgcls.artifact import build_network, read_card
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.io import write_text
+from imgcls.files import write_text
 from imgcls.models import count_parameters, mflops
 from imgcls.rundir import RunDir
 from imgcls.tools.common import (

@@ -20,7 +20,7 @@ from torch import nn
 
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.io import write_json, write_text
+from imgcls.files import write_json, write_text
 from imgcls.tools.common import csv_text, new_figure, save_figure
 from imgcls.training.components import Components, build_components
 

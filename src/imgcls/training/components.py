@@ -23,7 +23,7 @@ from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import Split, split_from_json, split_image_set
 from imgcls.data.stream import StreamingImageSet
 from imgcls.errors import UserError
-from imgcls.io import write_json, write_text
+from imgcls.files import write_json, write_text
 from imgcls.model_card import Architecture
 from imgcls.models import (
     create_model,

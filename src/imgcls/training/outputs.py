@@ -13,8 +13,8 @@ import torch
 from imgcls.artifact import save_model
 from imgcls.csv_safe import safe_row
 from imgcls.evaluation.metrics import compute_metrics
+from imgcls.files import write_json, write_text
 from imgcls.inference import predict_probabilities
-from imgcls.io import write_json, write_text
 from imgcls.model_card import DataRecord, InputShape, ModelCard, RuntimeRecord, TrainingRecord
 from imgcls.rundir import RunDir
 from imgcls.training.run import Run

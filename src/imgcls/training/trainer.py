@@ -33,8 +33,8 @@ from torch import nn
 from imgcls.config import TrainConfig
 from imgcls.data.augment import augment_batch
 from imgcls.errors import UserError
+from imgcls.files import append_line, write_text
 from imgcls.inference import predict_probabilities
-from imgcls.io import append_line, write_text
 from imgcls.rundir import RunDir, prepare_run_dir
 from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
