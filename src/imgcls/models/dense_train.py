@@ -38,6 +38,9 @@ from torch.autograd.function import once_differentiable
 from torchvision.models.densenet import _DenseBlock, _DenseLayer, _Transition
 
 _EPS = 1e-5  # torchvision's DenseNet builds every BatchNorm with the default eps
+# The affine step as an eval-form batch_norm wants eps 0, which torch 2.10-2.11 refuse
+# ("eps must be positive"); 1 + 1e-30 is 1 in every float type, so the result is the same.
+_NO_EPS = 1e-30
 
 
 def train_features(features: nn.Sequential, x: Tensor) -> Tensor:
@@ -190,7 +193,7 @@ class _BlockMaps:
         # BatchNorm in eval form with mean 0, variance 1 and eps 0 is exactly the affine step,
         # in one fused pass forward and backward.
         zeros, ones = torch.zeros_like(norm.weight), torch.ones_like(norm.weight)
-        return F.batch_norm(maps, zeros, ones, norm.weight, norm.bias, False, 0.0, 0.0)
+        return F.batch_norm(maps, zeros, ones, norm.weight, norm.bias, False, 0.0, _NO_EPS)
 
     def finish(self) -> None:
         """After the last consumer read the maps: the graph holds the tokens from here on.
