@@ -175,19 +175,9 @@ def test_slow_decoding_is_504(digits_run: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_uvicorn_limits_concurrency_from_the_queue(digits_run: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    configs = []
-
-    class RecordingServer:
-        def __init__(self, config: Any) -> None:
-            configs.append(config)
-
-        def run(self) -> None:
-            pass
-
-    monkeypatch.setattr("uvicorn.Server", RecordingServer)
+                                                   started: list[Any]) -> None:
     assert main(["serve", str(digits_run), "--max-queue", "100"]) == 0
-    assert configs[0].limit_concurrency == 100 + CONCURRENCY_MARGIN
+    assert started[0].limit_concurrency == 100 + CONCURRENCY_MARGIN
     app = create_app(digits_run, ServeSettings())  # and the tests' and benches' servers
     assert uvicorn_config(app, port=0).limit_concurrency == 256 + CONCURRENCY_MARGIN
 
