@@ -19,7 +19,8 @@ from imgcls.errors import UserError
 
 
 class OnnxRunner:
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None,
+                 broken_hint: str = "export it again") -> None:
         import onnxruntime  # the [serve] extra: imported when an ONNX file is opened
 
         path = Path(path)
@@ -33,7 +34,8 @@ class OnnxRunner:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped exceptions
-            raise UserError(f"{path} is not a usable ONNX model ({error})") from None
+            raise UserError(f"{path} is not a usable ONNX model ({error}); "
+                            f"{broken_hint}") from None
         self.path = path
         self.input_name: str = self.session.get_inputs()[0].name
 

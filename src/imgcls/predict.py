@@ -7,7 +7,6 @@ the softmax itself (see export.py), so for ONNX the Predictor only decodes and r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
 from imgcls.models import get_spec
+from imgcls.onnx_runner import OnnxRunner
 from imgcls.prediction import Prediction
 from imgcls.runtime import Requested, RuntimeChoice, resolve
 
@@ -30,34 +30,15 @@ ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
 class OnnxModel:
-    """An exported `.onnx` file under onnxruntime: float pixels 0..255 in, probabilities out."""
+    """An exported `.onnx` file under onnxruntime (onnx_runner.py), at torch's edge: uint8 or
+    float tensors 0..255 in, probability tensors out."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        import onnxruntime
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"model file {path} does not exist; pass a file from `imgcls export`")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own untyped exceptions
-            raise UserError(f"{path} is not a usable ONNX model ({error})") from None
-        properties = self.session.get_modelmeta().custom_metadata_map
-        if "imgcls" not in properties:
-            raise UserError(f"{path} has no imgcls metadata; export it with `imgcls export`")
-        self.card = ModelCard.from_header(json.loads(properties["imgcls"]), origin=str(path))
-        self.input_name = self.session.get_inputs()[0].name
+        self.runner = OnnxRunner(path, threads=threads or torch.get_num_threads())
+        self.card = ModelCard.from_header(self.runner.imgcls_header(), origin=str(path))
 
     def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        outputs = [
-            self.session.run(None, {self.input_name: chunk.float().numpy()})[0]
-            for chunk in images.split(batch_size)
-        ]
-        return torch.from_numpy(np.concatenate(outputs)) if outputs else torch.empty(0, 0)
+        return torch.from_numpy(self.runner.probabilities(images.numpy(), batch_size))
 
 
 def is_onnx(path: str | Path) -> bool:

@@ -146,7 +146,7 @@ import json, sys
 from fastapi.testclient import TestClient
 from imgcls.serve import ServeSettings, create_app
 
-app = create_app(sys.argv[1], ServeSettings(max_batch=4))
+app = create_app(sys.argv[1], ServeSettings(max_batch=4, backend=sys.argv[3]))
 after_creation = "torch" in sys.modules
 with TestClient(app) as client:
     with open(sys.argv[2], "rb") as image:
@@ -161,13 +161,30 @@ print(json.dumps({"after_creation": after_creation, "after_request": "torch" in 
 
 def test_onnx_service_imports_no_torch(onnx_file: Path, digits_run: Path,
                                        digit_pngs: list[Path]) -> None:
-    result = fresh_python(SERVE, str(onnx_file), str(digit_pngs[0]))
+    result = fresh_python(SERVE, str(onnx_file), str(digit_pngs[0]), "torch")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["status"] == 200, report
     assert report["after_creation"] is False and report["after_request"] is False
     assert report["backend"] == "onnxruntime"
     expected = Predictor(digits_run, device="cpu").predict(digit_pngs[0])[0]
+    answer = report["answer"]["predictions"][0]
+    assert answer["label"] == expected.label
+    assert answer["score"] == pytest.approx(expected.score, abs=1e-4)
+
+
+def test_a_model_file_with_a_cached_export_serves_without_torch(
+        digits_run: Path, digit_pngs: list[Path], tmp_path: Path) -> None:
+    model = tmp_path / "model.safetensors"  # a copy: its own cache beside it
+    shutil.copyfile(digits_run / "model.safetensors", model)
+    Predictor(model, device="cpu", backend="onnx")  # builds the cached export
+    result = fresh_python(SERVE, str(model), str(digit_pngs[0]), "onnx")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200, report
+    assert report["after_creation"] is False and report["after_request"] is False
+    assert report["backend"] == "onnxruntime"
+    expected = Predictor(model, device="cpu").predict(digit_pngs[0])[0]
     answer = report["answer"]["predictions"][0]
     assert answer["label"] == expected.label
     assert answer["score"] == pytest.approx(expected.score, abs=1e-4)

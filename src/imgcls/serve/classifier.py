@@ -81,9 +81,13 @@ class TorchClassifier:
 
 
 def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifier:
-    """An .onnx file without torch; anything else through the torch Predictor."""
+    """An .onnx file, or a model file whose cached ONNX export the backend would run, without
+    torch; anything else through the torch Predictor (which builds that cache)."""
     if is_onnx(model_path):
         return OnnxPredictor(model_path, threads=settings.threads)
+    export = _cached_export(model_path, settings)
+    if export is not None:
+        return OnnxPredictor(export, threads=settings.threads)
     import torch
 
     from imgcls.predict import Predictor
@@ -93,3 +97,19 @@ def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifi
     return TorchClassifier(Predictor(model_path, device=settings.device,
                                      backend=settings.backend,
                                      batch_sizes=(1, settings.max_batch)))
+
+
+def _cached_export(model_path: str | Path, settings: ServeSettings) -> Path | None:
+    """The cached fp32 export when --backend onnx (or auto, chosen for both a lone request
+    and a full batch) runs on the CPU; None sends the caller to the torch Predictor."""
+    from imgcls.backends.cached_onnx import cached_onnx
+    from imgcls.cpus import usable_cpus
+    from imgcls.rundir import resolve_model_path
+
+    if settings.device not in (None, "cpu"):
+        return None  # a GPU runs under torch
+    threads = settings.threads or usable_cpus()
+    model_file = resolve_model_path(model_path)
+    exports = {cached_onnx(model_file, settings.backend, size, threads)
+               for size in (1, settings.max_batch)}
+    return exports.pop() if len(exports) == 1 else None
