@@ -83,6 +83,10 @@ class OutputTensor(BaseModel):
 
 
 class InferenceResponse(BaseModel):
+    # The protocol's own field names. pydantic before 2.10 reserves the whole "model_" prefix
+    # and warns about both fields on import, on stderr before the server's first line.
+    model_config = ConfigDict(protected_namespaces=())
+
     model_name: str
     model_version: str
     id: str | None = None
@@ -229,13 +233,16 @@ def _pixels(tensor: InputTensor, raw: bytes | None, chw: tuple[int, int, int]) -
             raise _bad(f"{len(raw)} bytes of {datatype} do not fill shape {shape}")
         return _finite(np.frombuffer(raw, dtype=dtype).reshape(shape))
     try:
-        values = np.asarray(_NUMBERS.validate_python(tensor.data), dtype=dtype)
-    except (ValidationError, ValueError, OverflowError):
-        # Not numbers, ragged nesting (ValueError), or out of UINT8's range (Overflow).
+        values = np.asarray(_NUMBERS.validate_python(tensor.data), dtype=np.float64)
+    except (ValidationError, ValueError):
+        # Not numbers, or ragged nesting (ValueError).
         raise _bad(f"`data` is not a list (flat or nested) of {datatype} numbers") from None
     if values.size != count:
         raise _bad(f"{values.size} values do not fill shape {shape}")
-    return _finite(values.reshape(shape))
+    # Checked here, not left to the cast: numpy 1.x wraps 300 to 44 without a word.
+    if dtype is np.uint8 and not ((values >= 0) & (values <= 255)).all():
+        raise _bad("UINT8 `data` holds values outside 0..255")
+    return _finite(values.astype(dtype).reshape(shape))
 
 
 def _finite(pixels: np.ndarray) -> np.ndarray:
