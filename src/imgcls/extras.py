@@ -20,6 +20,11 @@ def require(feature: str, extra: str, *modules: str) -> None:
                         f"pip install 'imgcls[{extra}]'")
 
 
+def available(*modules: str) -> bool:
+    """Whether every one of `modules` imports (an optional step runs only then)."""
+    return all(_importable(name) for name in modules)
+
+
 def _importable(name: str) -> bool:
     try:
         importlib.import_module(name)

@@ -188,3 +188,19 @@ def test_a_model_file_with_a_cached_export_serves_without_torch(
     answer = report["answer"]["predictions"][0]
     assert answer["label"] == expected.label
     assert answer["score"] == pytest.approx(expected.score, abs=1e-4)
+
+
+def test_a_fresh_run_predicts_without_torch_by_default(
+        tmp_path: Path, digit_pngs: list[Path]) -> None:
+    """Training caches its ONNX export (backends/prepare.py), so the first plain `imgcls
+    predict RUN one.png` (--backend auto, nothing timed yet) answers from onnxruntime."""
+    import imgcls
+
+    run = imgcls.train(data="digits", model="lenet5", epochs=1, batch_size=64,
+                       precision="fp32", output=str(tmp_path / "run"), show_progress=False)
+    assert list((run / "model.backends").glob("*.fp32.onnx"))
+    result = fresh_python(PREDICT, str(run), str(digit_pngs[0]))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "NO-TORCH"
+    same_answers(json.loads(result.stdout),
+                 Predictor(run, device="cpu").predict([str(digit_pngs[0])], topk=10))

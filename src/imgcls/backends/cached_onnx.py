@@ -1,8 +1,11 @@
 """The cached fp32 ONNX export a prediction can run without torch.
 
-`--backend onnx` runs it once it exists; `--backend auto` runs it once this machine's stored
+`--backend onnx` runs it once it exists. `--backend auto` runs it once this machine's stored
 timings (made by an earlier auto run, which also held it to eager torch's probabilities
-within 1e-4) chose onnx for the batch size in use. Anything else, or no cache yet: None, and
+within 1e-4) chose onnx for the batch size in use; where nothing was timed on this machine
+yet, it runs it for a prediction of at most UNMEASURED_MAX_BATCH images (the export a
+training run cached passed the same parity check, and timing every backend would cost a
+one-image prediction many times what it saves). Anything else, or no cache yet: None, and
 the caller opens the torch Predictor, which builds the cache. Imports neither torch nor the
 backends that need it.
 """
@@ -13,6 +16,11 @@ from pathlib import Path
 
 from imgcls.backends.cache import cache_for
 from imgcls.backends.timing import fastest, machine_key, nearest, read_timings
+
+# Untimed, onnxruntime runs predictions of up to this many images: at batch 1 it took 0.12-0.66
+# of eager torch's time on every network bench/inference.py measures (lenet5, vgg11_bn,
+# resnet18, resnet20; 1 thread, AVX512), and it skips torch's import (several seconds).
+UNMEASURED_MAX_BATCH = 16
 
 
 def cached_onnx(model_file: Path, backend: str, batch_size: int, threads: int) -> Path | None:
@@ -30,6 +38,6 @@ def cached_onnx(model_file: Path, backend: str, batch_size: int, threads: int) -
     timings = read_timings(cache.path("timings.json"), machine_key(threads))
     measured = sorted({size for sizes in timings.values() for size in sizes})
     if not measured:
-        return None
+        return export if batch_size <= UNMEASURED_MAX_BATCH else None
     chosen = fastest(timings, nearest(measured, max(1, batch_size)))
     return export if chosen == "onnx" else None

@@ -16,6 +16,7 @@ from imgcls.backends.onnx_file import write_fp32_onnx
 from imgcls.backends.timing import machine_key
 from imgcls.backends.torch_backends import EagerTorch, FoldedTorch, JitTorch
 from imgcls.errors import UserError
+from imgcls.extras import available
 
 BACKENDS = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
 DEFAULT_BATCH_SIZES = (1, 256)
@@ -112,7 +113,9 @@ def _auto(inputs: BackendInputs, batch_sizes: Sequence[int]) -> Backend:
         machine = torch.cuda.get_device_name(inputs.runtime.device)
     else:
         machine = machine_key(torch.get_num_threads())
-        if not int8_passed(cache.get()):
+        if not available("onnx", "onnxruntime"):  # a core install: no [serve] extra
+            del factories["onnx"], factories["onnx-int8"]
+        elif not int8_passed(cache.get()):
             del factories["onnx-int8"]
     return AutoBackend(factories, batch_sizes=batch_sizes,
                        timings_file=cache.get().path("timings.json"), machine=machine,

@@ -14,10 +14,11 @@ BACKEND_HELP = ("how the model runs: torch (eager, as trained), torch-folded (Ba
                 "measured on this machine")
 
 
-def add_backend_option(command: argparse.ArgumentParser, *, env: bool = False) -> None:
+def add_backend_option(command: argparse.ArgumentParser, *, env: bool = False,
+                       default: str = "torch") -> None:
     """`env`: the default may come from IMGCLS_BACKEND (serve's flags all can)."""
-    default = os.environ.get("IMGCLS_BACKEND", "torch") if env else "torch"
-    suffix = " (env IMGCLS_BACKEND; default: torch)" if env else " (default: torch)"
+    suffix = f" (env IMGCLS_BACKEND; default: {default})" if env else f" (default: {default})"
+    default = os.environ.get("IMGCLS_BACKEND", default) if env else default
     command.add_argument("--backend", choices=BACKEND_CHOICES, default=default,
                          help=BACKEND_HELP + suffix)
 

@@ -126,7 +126,9 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("inputs", metavar="IMAGE|DIR", nargs="+")
     command.add_argument("--topk", type=int, default=5)
     command.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    add_backend_option(command)
+    # auto: a few images run the export training cached, without importing torch (cold
+    # start 0.3 s, not 7); more are timed once per machine (backends/cached_onnx.py).
+    add_backend_option(command, default="auto")
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """--time-budget: how many steps fit in the time the user gave, measured on this machine.
 
 The clock starts with the process (a budget covers imports and data loading too) and ends
-when metrics.json is written. A plan counts what a run spends: training steps, one validation
-per epoch, a little per epoch for saving, and the final test evaluation and report. The step
+when the run does. A plan counts what a run spends: training steps, one validation per epoch,
+a little per epoch for saving, the final test evaluation and report, and the ONNX export
+cached after them. The step
 time is measured before training on a throwaway copy of the model, so the plan (and with it
 the learning-rate schedule) is fixed before the first real step. While training, the run
 re-plans when the machine turns out slower or faster than measured (shared VMs drift by
@@ -26,6 +27,9 @@ EPOCH_OVERHEAD_S = 0.5
 # The final report (charts, mistakes) after the test evaluation: measured 3.1-3.4 s on a
 # 2-core CPU for 10 classes and 10,000 test images.
 REPORT_S = 3.0
+# The ONNX export a finished run caches for fast prediction (backends/prepare.py), after
+# metrics.json: 0.6 s for lenet5 and vgg_small at 28-32 px on one AVX512 core, with the imports.
+EXPORT_S = 1.5
 # Re-plan when the projected end is off the deadline by more than this fraction of the budget.
 REPLAN_TOLERANCE = 0.02
 # Safety margin kept free at the end: the measured costs scatter by a few percent.

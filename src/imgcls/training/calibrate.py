@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import torch
 
+from imgcls.backends.prepare import export_available
 from imgcls.inference import predict_probabilities
-from imgcls.training.budget import REPORT_S, Costs
+from imgcls.training.budget import EXPORT_S, REPORT_S, Costs
 from imgcls.training.optim import build_optimizer
 from imgcls.training.run import Run, batch_order, epoch_batches
 from imgcls.training.schedule import Schedule
@@ -36,7 +37,8 @@ def measure_costs(run: Run, step: StepFunction, seconds: float) -> Costs:
         test_s = _measure_eval(run, "test", None)  # the final test evaluation runs in fp32
     finally:
         restore_rng_state(saved_rng)
-    return Costs(step_s=step_s, val_s=val_s, finish_s=test_s + REPORT_S)
+    export_s = EXPORT_S if export_available() else 0.0
+    return Costs(step_s=step_s, val_s=val_s, finish_s=test_s + REPORT_S + export_s)
 
 
 def _measure_step(run: Run, step: StepFunction, seconds: float) -> float:

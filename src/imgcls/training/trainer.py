@@ -30,6 +30,7 @@ from rich.progress import (
 from sklearn.metrics import f1_score
 from torch import nn
 
+from imgcls.backends.prepare import cache_fp32_export
 from imgcls.config import TrainConfig
 from imgcls.data.augment import augment_batch
 from imgcls.errors import UserError
@@ -179,6 +180,11 @@ def _loop(run: Run, show_progress: bool) -> Path:
 
 def _finish_files(run: Run) -> None:
     finish(run)
+    model_file = RunDir(run.run_dir).model
+    if model_file.is_file():  # after metrics.json: the budget's plan reserves EXPORT_S for it
+        note = cache_fp32_export(model_file)
+        if note:
+            run.console.print(note)
     if run.data.streaming:  # bad files found while streaming joined the list as they came
         report_skipped(run.data.image_set, run.run_dir, run.console)
     if run.writer is not None:
