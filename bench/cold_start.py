@@ -1,18 +1,23 @@
 """Cold-process start of imgcls: `--help`, predicting one image, an idle service.
 
-Last run: python bench/cold_start.py --model /tmp/cs/run/model.safetensors --onnx
-/tmp/cs/model.onnx --image /tmp/cs/d0.png --runs 3 (a lenet5 trained 2 epochs on digits and
-exported; one 28x28 PNG); 1 core: CPU 0 of a 2-core AMD EPYC (the shell's affinity, not set
-here), OMP_NUM_THREADS=1, --threads 1; warm file cache; median of 3. CPU 0 was shared with
-other jobs (load average ~4), so wall times are inflated; CPU time (user + system) is the
-steadier number. torch is the CUDA 13 build: `import torch` alone peaks at ~730 MB RSS.
+Last run (2026-11-30): python bench/cold_start.py --model /tmp/cs2/run/model.safetensors --onnx
+/tmp/cs2/model.onnx --image /tmp/cs2/d0.png --runs 3, under `taskset -c 1` with
+OMP_NUM_THREADS=1 (a lenet5 trained 2 epochs on digits, 1x32x32, whose training cached its
+ONNX export; the same model exported to .onnx; one 32x32 PNG). Machine: 2-core AMD EPYC VM,
+AVX512 + native bf16, torch 2.14.1 (the CUDA 13 build: `import torch` alone peaks at ~730 MB
+RSS), onnxruntime 1.32.0, Python 3.11.7; CPU 1 to itself (the other core ran other work);
+warm file cache; medians of 3.
 
-                                            wall     CPU      peak RSS   target
-    imgcls --help                           0.11 s   0.10 s    20 MB     < 0.3 s (was 6.1 s)
-    imgcls predict model.safetensors (torch) 7.6 s   2.27 s   838 MB     < 2 s, < 400 MB
-    imgcls predict model.onnx               0.82 s   0.25 s    76 MB     < 2 s, < 400 MB
-    imgcls serve model.onnx, idle (ready in 2.1 s)            118 MB     < 300 MB
-    imgcls serve model.safetensors, idle (ready in 7.1 s)     751 MB     (was 0.95 GB)
+                                              wall     CPU      peak RSS   target
+    imgcls --help                             0.10 s   0.09 s    20 MB     < 0.3 s (was 6.1 s)
+    imgcls predict model.safetensors          0.23 s   0.22 s    73 MB     < 2 s, < 400 MB
+      (default --backend auto: the export training cached, no torch)
+    imgcls predict model.safetensors --backend torch
+                                              1.98 s   1.97 s   736 MB     (was 6.2-7.5 s, 1.07 GB)
+    imgcls predict model.onnx                 0.23 s   0.22 s    73 MB     < 2 s, < 400 MB
+    imgcls serve model.onnx, idle (ready in 0.57 s)               109 MB     < 300 MB
+    imgcls serve model.safetensors --backend onnx, idle (0.57 s)  109 MB     < 300 MB
+    imgcls serve model.safetensors, idle (torch; ready in 2.0 s)  641 MB     (was 0.95 GB)
 
 Writes bench/results/cold_start.json.
 """
@@ -55,12 +60,12 @@ def median_of(command: list[str], runs: int) -> dict[str, float]:
             "peak_rss_mb": statistics.median(rss for _, _, rss in samples), "runs": runs}
 
 
-def idle_service_rss(model: str) -> dict[str, float]:
+def idle_service_rss(model: str, *flags: str) -> dict[str, float]:
     """RSS of `imgcls serve MODEL` once /readyz answers (warmed up) and 2 s idle after."""
     port = free_port()
     started = time.perf_counter()
     server = subprocess.Popen([IMGCLS, "serve", model, "--port", str(port), "--threads", "1",
-                               "--log-level", "warning"], env=ENV,
+                               "--log-level", "warning", *flags], env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         ready_s = wait_ready(port, started)
@@ -96,7 +101,8 @@ def free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a model.safetensors")
+    parser.add_argument("--model", required=True, help="a model.safetensors whose training "
+                        "cached its ONNX export (what `imgcls train` does with [serve])")
     parser.add_argument("--onnx", required=True, help="the same model exported to .onnx")
     parser.add_argument("--image", required=True, help="one image file")
     parser.add_argument("--runs", type=int, default=5)
@@ -106,9 +112,12 @@ def main() -> None:
                     "omp_num_threads": 1, "python": platform.python_version(),
                     "load_average_1min": os.getloadavg()[0]},
         "help": median_of([IMGCLS, "--help"], args.runs),
-        "predict_torch": median_of([IMGCLS, "predict", args.model, args.image], args.runs),
+        "predict_default": median_of([IMGCLS, "predict", args.model, args.image], args.runs),
+        "predict_torch": median_of([IMGCLS, "predict", args.model, args.image, "--backend",
+                                    "torch"], args.runs),
         "predict_onnx": median_of([IMGCLS, "predict", args.onnx, args.image], args.runs),
         "serve_onnx": idle_service_rss(args.onnx),
+        "serve_safetensors_onnx_backend": idle_service_rss(args.model, "--backend", "onnx"),
         "serve_torch": idle_service_rss(args.model),
         "command": " ".join(["python", "bench/cold_start.py", *sys.argv[1:]]),
     }
