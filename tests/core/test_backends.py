@@ -127,7 +127,8 @@ def test_auto_times_the_candidates_once_and_picks_per_batch_size(tmp_path: Path)
 
 
 def test_int8_export_prints_agreement_and_refuses_an_impossible_threshold(
-        digits_run: Path, capsys: pytest.CaptureFixture) -> None:
+        digits_run: Path, capsys: pytest.CaptureFixture,
+        caplog: pytest.LogCaptureFixture) -> None:
     from imgcls.cli.serve import main as serve_main
 
     code = serve_main(["export", str(digits_run), "--quantize", "int8",
@@ -135,6 +136,7 @@ def test_int8_export_prints_agreement_and_refuses_an_impossible_threshold(
     captured = capsys.readouterr()
     assert code == 2, captured
     assert "top-1 agreement with fp32" in captured.out and "refusing" in captured.err
+    assert "pre-processing" not in caplog.text  # onnxruntime's advice on every quantization
     with pytest.raises(Exception, match="failed its accuracy check"):
         Predictor(digits_run, backend="onnx-int8")
 

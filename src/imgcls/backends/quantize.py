@@ -8,6 +8,9 @@ so does the normalization at the graph's input.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -27,7 +30,7 @@ def quantize_int8(fp32: Path, target: Path, calibration: torch.Tensor) -> Path:
         quantize_static,
     )
 
-    with atomic_path(target) as temporary:
+    with atomic_path(target) as temporary, _quiet_root_warnings():
         quantize_static(
             str(fp32), str(temporary), _reader(calibration),
             quant_format=QuantFormat.QDQ, per_channel=True,
@@ -36,6 +39,20 @@ def quantize_int8(fp32: Path, target: Path, calibration: torch.Tensor) -> Path:
             calibrate_method=CalibrationMethod.MinMax,
         )
     return target
+
+
+@contextmanager
+def _quiet_root_warnings() -> Iterator[None]:
+    """onnxruntime.quantization logs "Please consider to run pre-processing" on the root
+    logger for every model (its shape inference; our graph has static shapes but the batch):
+    noise in `imgcls export --quantize int8`'s output, which prints the check that matters."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _reader(images: torch.Tensor):
