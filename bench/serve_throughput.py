@@ -17,14 +17,16 @@ no GPU, torch 2.14.1, 2 threads; vgg11_bn on 1x28x28 (Fashion-MNIST's shape), 32
     server's own 4.5) and uvicorn parsed with h11 on asyncio: 83 vs 31 images/s (2.64x)
     at 3x32, 5 ms. The 2026-11-28 AVX512 VM gave 3.54x (160.8 vs 45.4) there.
 
-Backends (issue 14), `python bench/serve_throughput.py --backends torch,auto` (2026-11-30,
-2-core AMD EPYC VM, AVX512 + native bf16, ONE core: the other ran a training measurement;
-server, its 1 thread and the 32 clients shared it; vgg11_bn 1x28x28, --max-batch 32, 10 s
-per setting, 3 alternations, bench/results/serve_backends.json):
-      --backend torch: 295.2 images/s (283.9 / 296.5 / 295.2), p50 96 ms, p99 324 ms
-      --backend auto:  322.9 images/s (322.9 / 328.5 / 321.7), p50 87 ms, p99 312 ms
-      gain 1.09x: auto ran an fp32 backend (no int8 export here), and HTTP, PNG decoding
-      and the clients take much of the one core.
+Backends (issue 14), 2026-11-30, 2-core AMD EPYC VM, AVX512 + native bf16, `taskset -c 1`
+(server, its 1 thread and the 32 clients on ONE core, the other busy elsewhere); vgg11_bn
+trained 8 epochs on digits (1x32x32) by bench/inference.py, whose int8 export passed its
+check; --max-batch 32, 10 s per setting, 3 alternations, bench/results/serve_backends.json:
+    taskset -c 1 python bench/serve_throughput.py --backends torch,auto --model-file
+        /tmp/imgcls-bench-inference8/digits-vgg11_bn/model.safetensors --channels 1 --image-size 32
+      --backend torch: 229.1 images/s (229.1 / 233.0 / 228.0), p50 134 ms, p99 317 ms
+      --backend auto:  589.3 images/s (584.2 / 589.3 / 610.7), p50  51 ms, p99 232 ms
+      gain 2.57x (auto ran onnx-int8 at both batch sizes). With a random, untrained
+      vgg11_bn 1x28 (no int8 possible) auto ran an fp32 backend: 295.2 -> 322.9, 1.09x.
 
 Loopback only. The server is a subprocess (`python -m imgcls.cli.serve serve`), the load a
 single asyncio process with 32 concurrent aiohttp clients posting the same PNG to
@@ -86,6 +88,10 @@ def main() -> None:
     parser.add_argument("--backends", metavar="A,B",
                         help="instead of batched vs --max-batch 1: batched under backend A vs "
                              "B, e.g. torch,auto (issue 14's serving check)")
+    parser.add_argument("--model-file", type=Path,
+                        help="with --backends: serve this trained model file instead of a "
+                             "random one (int8 needs one whose `imgcls export --quantize "
+                             "int8` check passed); --channels/--image-size must match it")
     args = parser.parse_args()
     if args.backends:
         compare_backends(args, *args.backends.split(","))
@@ -115,8 +121,8 @@ def main() -> None:
 def compare_backends(args: argparse.Namespace, first: str, second: str) -> None:
     """The same batched server under two --backend values, alternating, medians."""
     with tempfile.TemporaryDirectory() as folder:
-        model_file = write_random_model(Path(folder), args.model, args.channels,
-                                        args.image_size)
+        model_file = args.model_file or write_random_model(Path(folder), args.model,
+                                                           args.channels, args.image_size)
         image = png_bytes(args.image_size, args.channels)
         trials: dict[str, list[dict[str, Any]]] = {first: [], second: []}
         for _ in range(args.repeats):
@@ -124,7 +130,8 @@ def compare_backends(args: argparse.Namespace, first: str, second: str) -> None:
                 trials[backend].append(run_setting(model_file, image, args.max_batch, args,
                                                    backend))
     runs = {backend: median_trial(results) for backend, results in trials.items()}
-    result = {"machine": describe(), "model": f"{args.model} {args.channels}x"
+    model = str(args.model_file) if args.model_file else args.model
+    result = {"machine": describe(), "model": f"{model} {args.channels}x"
               f"{args.image_size}x{args.image_size}", "clients": args.clients,
               "max_batch": args.max_batch, "seconds_per_setting": args.seconds,
               "repeats": args.repeats, **runs,
