@@ -204,3 +204,29 @@ def test_a_fresh_run_predicts_without_torch_by_default(
     assert result.stderr.strip().splitlines()[-1] == "NO-TORCH"
     same_answers(json.loads(result.stdout),
                  Predictor(run, device="cpu").predict([str(digit_pngs[0])], topk=10))
+
+
+def test_a_damaged_cached_export_falls_back_to_torch(
+        digits_run: Path, digit_pngs: list[Path], tmp_path: Path) -> None:
+    """A cached export that onnxruntime cannot load is named in a warning; predict and serve
+    answer through torch and auto never picks it; `--backend onnx` refuses, naming it."""
+    from imgcls.serve import ServeSettings
+    from imgcls.serve.classifier import open_classifier
+
+    model = tmp_path / "model.safetensors"
+    shutil.copyfile(digits_run / "model.safetensors", model)
+    Predictor(model, device="cpu", backend="onnx")  # builds the cached export
+    (export,) = model.parent.glob("model.backends/*.fp32.onnx")
+    export.write_bytes(b"not an onnx file")
+    result = fresh_python(PREDICT, str(model), str(digit_pngs[0]))
+    assert result.returncode == 0, result.stderr
+    assert "imgcls: warning:" in result.stderr and export.name in result.stderr
+    same_answers(json.loads(result.stdout),
+                 Predictor(model, device="cpu").predict([str(digit_pngs[0])], topk=10))
+    classifier = open_classifier(model, ServeSettings(backend="auto", max_batch=4))
+    assert classifier.backend_name == "auto"  # the torch Predictor's auto, without onnx
+    assert classifier.predictor.backend.choice(1) != "onnx"
+    from imgcls.errors import UserError
+
+    with pytest.raises(UserError, match=export.name):  # asked for by name: a clear refusal
+        open_classifier(model, ServeSettings(backend="onnx", max_batch=4))

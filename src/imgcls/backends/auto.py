@@ -23,6 +23,7 @@ from imgcls.backends.timing import (
     read_timings,
     write_timings,
 )
+from imgcls.errors import UserError
 
 PARITY_TOLERANCE = 1e-4  # of probabilities against eager fp32 (int8 is checked on export)
 # A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
@@ -62,7 +63,13 @@ def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Ten
     timings: Timings = {}
     reference: torch.Tensor | None = None
     for name, build in candidates.items():  # one at a time: only one held in memory
-        backend = build()
+        try:
+            backend = build()
+        except UserError:
+            if reference is None:
+                raise  # eager torch itself: nothing to compare against
+            timings[name] = {}  # e.g. a damaged cached export: recorded, never chosen
+            continue
         output = backend.probabilities(example[: max(sizes)], max(sizes))
         if reference is None:
             reference = output

@@ -158,7 +158,10 @@ def _open_predictor(model: str, backend: str, images: int) -> Any:
     threads = usable_cpus()  # what the Predictor's runtime would give torch and onnxruntime
     export = cached_onnx(resolve_model_path(model), backend, min(images, 256), threads)
     if export is not None:
-        return OnnxPredictor(export, threads=threads)
+        try:
+            return OnnxPredictor(export, threads=threads)
+        except UserError as error:  # a damaged cache file: torch runs the model instead
+            print(f"imgcls: warning: {error}", file=sys.stderr)
     from imgcls.predict import Predictor
 
     return Predictor(model, backend=backend)  # explains what an .onnx file cannot run under

@@ -8,6 +8,7 @@ its edge, so the batcher, the decoding and the routes work on numpy arrays eithe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,9 +16,12 @@ import numpy as np
 from PIL import Image
 
 from imgcls.data.pixels import DecodeBudget, UndraftedJpeg
+from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
 from imgcls.onnx_predict import OnnxPredictor, is_onnx
 from imgcls.serve.settings import ServeSettings
+
+_log = logging.getLogger("imgcls.serve")
 
 if TYPE_CHECKING:
     from imgcls.predict import Predictor
@@ -87,7 +91,10 @@ def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifi
         return OnnxPredictor(model_path, threads=settings.threads)
     export = _cached_export(model_path, settings)
     if export is not None:
-        return OnnxPredictor(export, threads=settings.threads)
+        try:
+            return OnnxPredictor(export, threads=settings.threads)
+        except UserError as error:  # a damaged cache file: torch serves the model instead
+            _log.warning("%s", error)
     import torch
 
     from imgcls.predict import Predictor
