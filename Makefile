@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_RUN := runs/demo
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench floors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/train_throughput.py
+
+# The dependency floors, checked (not part of `make test`): a venv of its own holding the lowest
+# release of every direct dependency that pyproject.toml allows (uv's lowest-direct resolution),
+# and the fast tiers of the suite run there. Needs uv (`UV=/path/to/uv`) and the package index.
+FLOORS_VENV ?= /tmp/imgcls-floors
+UV ?= uv
+UV_FLAGS ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+
+floors:
+	rm -rf $(FLOORS_VENV) $(FLOORS_VENV)-pytest
+	$(UV) venv -q $(FLOORS_VENV) --python $(PYTHON)
+	VIRTUAL_ENV=$(FLOORS_VENV) $(UV) pip install -q --resolution lowest-direct $(UV_FLAGS) -e ".[dev]"
+	VIRTUAL_ENV=$(FLOORS_VENV) $(UV) pip list 2>/dev/null | grep -E "^(torch|numpy|pillow|pydantic|onnxruntime|playwright) "
+	$(FLOORS_VENV)/bin/python -m pytest -p no:cacheprovider --basetemp=$(FLOORS_VENV)-pytest \
+		-m "not browser and not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
