@@ -10,16 +10,19 @@ and no torch libraries in memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from imgcls.backends.cached_onnx import cached_onnx
 from imgcls.data.pixels import BadImageError, DecodeBudget, decode_file, to_uint8_array
+from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
 from imgcls.onnx_runner import OnnxRunner
 from imgcls.prediction import Prediction, ranked
+from imgcls.rundir import resolve_model_path
 
 OnnxInput = str | Path | Image.Image
 
@@ -65,6 +68,22 @@ class OnnxPredictor:
                 results[index] = Prediction(_describe(inputs[index]), top[0]["label"],
                                             top[0]["score"], top)
         return results
+
+
+def open_cached_export(model_path: str | Path, backend: str, batch_sizes: Sequence[int],
+                       threads: int, warn: Callable[[str], None]) -> OnnxPredictor | None:
+    """The cached fp32 export of a model file (or run directory) as an OnnxPredictor, when
+    `backend` would run it at every one of `batch_sizes` (backends/cached_onnx.py). None sends
+    the caller to the torch Predictor, which builds that cache; so does a damaged cache file,
+    after `warn` is told which and why."""
+    export = cached_onnx(resolve_model_path(model_path), backend, batch_sizes, threads)
+    if export is None:
+        return None
+    try:
+        return OnnxPredictor(export, threads=threads)
+    except UserError as error:  # onnxruntime cannot load it: torch runs the model instead
+        warn(str(error))
+        return None
 
 
 def is_onnx(path: str | Path) -> bool:

@@ -159,18 +159,24 @@ print(json.dumps({"after_creation": after_creation, "after_request": "torch" in 
 """
 
 
-def test_onnx_service_imports_no_torch(onnx_file: Path, digits_run: Path,
-                                       digit_pngs: list[Path]) -> None:
-    result = fresh_python(SERVE, str(onnx_file), str(digit_pngs[0]), "torch")
+def served_without_torch(model: Path, backend: str, image: Path, reference: Path) -> None:
+    """`model` served under `backend` in a fresh process never imports torch, and answers
+    `image` as the torch Predictor of `reference` does."""
+    result = fresh_python(SERVE, str(model), str(image), backend)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["status"] == 200, report
     assert report["after_creation"] is False and report["after_request"] is False
     assert report["backend"] == "onnxruntime"
-    expected = Predictor(digits_run, device="cpu").predict(digit_pngs[0])[0]
+    expected = Predictor(reference, device="cpu").predict(image)[0]
     answer = report["answer"]["predictions"][0]
     assert answer["label"] == expected.label
     assert answer["score"] == pytest.approx(expected.score, abs=1e-4)
+
+
+def test_onnx_service_imports_no_torch(onnx_file: Path, digits_run: Path,
+                                       digit_pngs: list[Path]) -> None:
+    served_without_torch(onnx_file, "torch", digit_pngs[0], digits_run)
 
 
 def test_a_model_file_with_a_cached_export_serves_without_torch(
@@ -178,16 +184,7 @@ def test_a_model_file_with_a_cached_export_serves_without_torch(
     model = tmp_path / "model.safetensors"  # a copy: its own cache beside it
     shutil.copyfile(digits_run / "model.safetensors", model)
     Predictor(model, device="cpu", backend="onnx")  # builds the cached export
-    result = fresh_python(SERVE, str(model), str(digit_pngs[0]), "onnx")
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["status"] == 200, report
-    assert report["after_creation"] is False and report["after_request"] is False
-    assert report["backend"] == "onnxruntime"
-    expected = Predictor(model, device="cpu").predict(digit_pngs[0])[0]
-    answer = report["answer"]["predictions"][0]
-    assert answer["label"] == expected.label
-    assert answer["score"] == pytest.approx(expected.score, abs=1e-4)
+    served_without_torch(model, "onnx", digit_pngs[0], model)
 
 
 def test_a_fresh_run_predicts_without_torch_by_default(

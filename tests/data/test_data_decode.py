@@ -111,15 +111,19 @@ def test_sixteen_bit_png_file(tmp_path: Path) -> None:
     assert torch.equal(twelve, sixteen)
 
 
-def test_exif_orientation_is_applied(tmp_path: Path) -> None:
-    # Stored 40x20: left half red, right half blue. Orientation 6 = display rotated 90 deg
-    # clockwise, so the viewer sees 20x40 with red on top.
+def write_rotated_jpeg(path: Path) -> Path:
+    """Stored 40x20: left half red, right half blue. Orientation 6 = display rotated 90 deg
+    clockwise, so the viewer sees 20x40 with red on top."""
     stored = Image.new("RGB", (40, 20), (0, 0, 255))
     stored.paste(RED, (0, 0, 20, 20))
     exif = Image.Exif()
     exif[0x0112] = 6
-    path = tmp_path / "rotated.jpg"
     stored.save(path, exif=exif.tobytes(), quality=95)
+    return path
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    path = write_rotated_jpeg(tmp_path / "rotated.jpg")
     out = to_uint8_chw(open_image(path), channels=3, size=20)
     top_row, bottom_row = out[:, 2, :], out[:, 17, :]
     assert (top_row[0] > 200).all() and (top_row[2] < 60).all()  # all red across
@@ -253,12 +257,7 @@ def test_decode_file_matches_the_reference_path(
 
 @pytest.mark.parametrize("size", [10, 20])  # libjpeg-scaled (PIL) and torchvision paths
 def test_decode_file_applies_exif_orientation(tmp_path: Path, size: int) -> None:
-    stored = Image.new("RGB", (40, 20), (0, 0, 255))
-    stored.paste(RED, (0, 0, 20, 20))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    path = tmp_path / "rotated.jpg"
-    stored.save(path, exif=exif.tobytes(), quality=95)
+    path = write_rotated_jpeg(tmp_path / "rotated.jpg")
     out = decode_file(path, channels=3, size=size)
     assert out[0, 1].min() > 200 and out[2, 1].max() < 60  # red across the top row
     assert out[2, -2].min() > 200 and out[0, -2].max() < 60  # blue across the bottom row

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,23 @@ def classify(page: Any, path: Path) -> dict[str, Any]:
     return page.evaluate("window.imgclsApp.last")
 
 
+@contextmanager
+def app_page(browser: Any, web_folder: Path) -> Iterator[tuple[StaticServer, Any, Watch]]:
+    """The exported app served statically and opened on a phone-sized page, ready to
+    classify; the page's context and the server are closed afterwards."""
+    server = StaticServer(web_folder)
+    context = browser.new_context(**PHONE)
+    watch = Watch(context, server.url.rstrip("/"))
+    try:
+        page = context.new_page()
+        page.goto(server.url, timeout=30_000)
+        page.wait_for_function(READY, timeout=60_000)
+        yield server, page, watch
+    finally:
+        context.close()
+        server.stop()
+
+
 def test_export_writes_a_complete_app(web_folder: Path) -> None:
     names = {str(path.relative_to(web_folder)) for path in web_folder.rglob("*")
              if path.is_file()}
@@ -188,16 +206,10 @@ def test_export_writes_a_complete_app(web_folder: Path) -> None:
 
 def test_installs_and_classifies_offline(browser: Any, web_folder: Path, photo: Path,
                                          predictor: Predictor) -> None:
-    server = StaticServer(web_folder)
-    context = browser.new_context(**PHONE)
-    watch = Watch(context, server.url.rstrip("/"))
-    try:
-        page = context.new_page()
-        page.goto(server.url, timeout=30_000)
-        page.wait_for_function(READY, timeout=60_000)
+    with app_page(browser, web_folder) as (server, page, watch):
         page.wait_for_function(INSTALLED, timeout=60_000)  # the worker cached everything
         server.stop()  # nothing left to answer: whatever loads now comes from the cache
-        context.set_offline(True)
+        page.context.set_offline(True)
         page.reload(timeout=30_000)
         page.wait_for_function(READY, timeout=60_000)
         result = classify(page, photo)
@@ -206,9 +218,6 @@ def test_installs_and_classifies_offline(browser: Any, web_folder: Path, photo: 
         assert page.locator(".bar").count() == 5
         assert "ms on this device" in page.text_content("#latency")
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    finally:
-        context.close()
-        server.stop()
     assert watch.errors == []
     assert watch.outside == []
 
@@ -218,17 +227,8 @@ def test_matches_the_predictor_on_50_images(browser: Any, web_folder: Path, tmp_
     paths = parity_images(tmp_path, PARITY_IMAGES)
     expected_pixels = torch.stack([predictor.to_uint8(path) for path in paths])
     expected = predictor.probabilities(expected_pixels).numpy()
-    server = StaticServer(web_folder)
-    context = browser.new_context(**PHONE)
-    watch = Watch(context, server.url.rstrip("/"))
-    try:
-        page = context.new_page()
-        page.goto(server.url, timeout=30_000)
-        page.wait_for_function(READY, timeout=60_000)
+    with app_page(browser, web_folder) as (_, page, watch):
         results = [classify(page, path) for path in paths]
-    finally:
-        context.close()
-        server.stop()
     for path, result, pixels, probabilities in zip(paths, results, expected_pixels, expected,
                                                    strict=True):
         assert "error" not in result, (path.name, result.get("error"))
@@ -257,21 +257,13 @@ def test_unreadable_image_gets_a_clear_message(browser: Any, web_folder: Path,
                                                tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
-    server = StaticServer(web_folder)
-    context = browser.new_context(**PHONE)
-    try:
-        page = context.new_page()
-        page.goto(server.url, timeout=30_000)
-        page.wait_for_function(READY, timeout=60_000)
+    with app_page(browser, web_folder) as (_, page, _):
         result = classify(page, broken)
         status = page.locator("#status")
         assert "could not be read as an image" in result["error"]
         assert '"broken.jpg"' in status.text_content()
         assert "error" in (status.get_attribute("class") or "")
         assert page.is_hidden("#result")
-    finally:
-        context.close()
-        server.stop()
 
 
 def test_served_app_needs_the_key_for_the_model_only(browser: Any, digits_run: Path,

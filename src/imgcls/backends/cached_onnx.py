@@ -2,7 +2,7 @@
 
 `--backend onnx` runs it once it exists. `--backend auto` runs it once this machine's stored
 timings (made by an earlier auto run, which also held it to eager torch's probabilities
-within 1e-4) chose onnx for the batch size in use; where nothing was timed on this machine
+within 1e-4) chose onnx for every batch size in use; where nothing was timed on this machine
 yet, it runs it for a prediction of at most UNMEASURED_MAX_BATCH images (the export a
 training run cached passed the same parity check, and timing every backend would cost a
 one-image prediction many times what it saves). Anything else, or no cache yet: None, and
@@ -12,6 +12,7 @@ backends that need it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from imgcls.backends.cache import cache_for
@@ -23,11 +24,13 @@ from imgcls.backends.timing import fastest, machine_key, nearest, read_timings
 UNMEASURED_MAX_BATCH = 16
 
 
-def cached_onnx(model_file: Path, backend: str, batch_size: int, threads: int) -> Path | None:
+def cached_onnx(model_file: Path, backend: str, batch_sizes: Sequence[int],
+                threads: int) -> Path | None:
+    """The export, when `backend` would run it at every one of `batch_sizes`; else None."""
     if backend not in ("onnx", "auto") or model_file.suffix != ".safetensors":
         return None
     try:
-        cache = cache_for(model_file)
+        cache = cache_for(model_file)  # hashes the model file: once per call
     except OSError:
         return None  # nowhere to look: the torch path says what is wrong
     export = cache.path("fp32.onnx")
@@ -38,6 +41,6 @@ def cached_onnx(model_file: Path, backend: str, batch_size: int, threads: int) -
     timings = read_timings(cache.path("timings.json"), machine_key(threads))
     measured = sorted({size for sizes in timings.values() for size in sizes})
     if not measured:
-        return export if batch_size <= UNMEASURED_MAX_BATCH else None
-    chosen = fastest(timings, nearest(measured, max(1, batch_size)))
-    return export if chosen == "onnx" else None
+        return export if max(batch_sizes) <= UNMEASURED_MAX_BATCH else None
+    chosen = {fastest(timings, nearest(measured, max(1, size))) for size in batch_sizes}
+    return export if chosen == {"onnx"} else None

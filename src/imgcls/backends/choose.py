@@ -12,11 +12,10 @@ from imgcls.backends.base import Backend, BackendInputs
 from imgcls.backends.cache import BackendCache, cache_for
 from imgcls.backends.int8_record import read_check
 from imgcls.backends.onnx_backend import OnnxBackend
-from imgcls.backends.onnx_file import write_fp32_onnx
+from imgcls.backends.onnx_file import export_available, write_fp32_onnx
 from imgcls.backends.timing import machine_key
 from imgcls.backends.torch_backends import EagerTorch, FoldedTorch, JitTorch
 from imgcls.errors import UserError
-from imgcls.extras import available
 
 BACKENDS = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
 DEFAULT_BATCH_SIZES = (1, 256)
@@ -113,7 +112,7 @@ def _auto(inputs: BackendInputs, batch_sizes: Sequence[int]) -> Backend:
         machine = torch.cuda.get_device_name(inputs.runtime.device)
     else:
         machine = machine_key(torch.get_num_threads())
-        if not available("onnx", "onnxruntime"):  # a core install: no [serve] extra
+        if not export_available():  # a core install: no [serve] extra
             del factories["onnx"], factories["onnx-int8"]
         elif not int8_passed(cache.get()):
             del factories["onnx-int8"]

@@ -30,7 +30,14 @@ from imgcls.export import (
     export_model,
     export_note,
 )
+from imgcls.extras import available
 from imgcls.files import atomic_path
+
+
+def export_available() -> bool:
+    """Whether the [serve] extra's onnx and onnxruntime import: exports, and the backends
+    that run them, need both."""
+    return available("onnx", "onnxruntime")
 
 
 def write_fp32_onnx(model_file: Path, target: Path) -> Path:
@@ -82,7 +89,8 @@ def uniform_pools_as_avgpool(model: nn.Module, example: torch.Tensor) -> nn.Modu
         hook.remove()
     for name, (height, width) in shapes.items():
         pool = model.get_submodule(name)
-        wanted = nn.modules.utils._pair(pool.output_size)
+        output_size = pool.output_size
+        wanted = output_size if isinstance(output_size, tuple) else (output_size, output_size)
         windows = [_uniform_window(size, out or size)
                    for size, out in zip((height, width), wanted, strict=True)]
         if None not in windows:

@@ -13,12 +13,8 @@ import time
 from pathlib import Path
 
 from imgcls.backends.cache import cache_for
+from imgcls.backends.onnx_file import export_available
 from imgcls.errors import UserError
-from imgcls.extras import available
-
-
-def export_available() -> bool:
-    return available("onnx", "onnxruntime")
 
 
 def cache_fp32_export(model_file: Path) -> str | None:

@@ -148,20 +148,17 @@ def _open_predictor(model: str, backend: str, images: int) -> Any:
     """An .onnx file, or a model file whose cached ONNX export --backend onnx or auto would
     run (backends/cached_onnx.py), runs without torch (onnx_predict.py): no second of
     importing it. Anything else opens the torch Predictor, which builds that cache."""
-    from imgcls.backends.cached_onnx import cached_onnx
     from imgcls.cpus import usable_cpus
-    from imgcls.onnx_predict import OnnxPredictor, is_onnx
-    from imgcls.rundir import resolve_model_path
+    from imgcls.onnx_predict import OnnxPredictor, is_onnx, open_cached_export
 
     if is_onnx(model) and backend in ("torch", "auto", "onnx"):
         return OnnxPredictor(model)
     threads = usable_cpus()  # what the Predictor's runtime would give torch and onnxruntime
-    export = cached_onnx(resolve_model_path(model), backend, min(images, 256), threads)
-    if export is not None:
-        try:
-            return OnnxPredictor(export, threads=threads)
-        except UserError as error:  # a damaged cache file: torch runs the model instead
-            print(f"imgcls: warning: {error}", file=sys.stderr)
+    cached = open_cached_export(model, backend, (min(images, 256),), threads,
+                                lambda reason: print(f"imgcls: warning: {reason}",
+                                                     file=sys.stderr))
+    if cached is not None:
+        return cached
     from imgcls.predict import Predictor
 
     return Predictor(model, backend=backend)  # explains what an .onnx file cannot run under

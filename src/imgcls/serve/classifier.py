@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from PIL import Image
 
+from imgcls.cpus import usable_cpus
 from imgcls.data.pixels import DecodeBudget, UndraftedJpeg
-from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
-from imgcls.onnx_predict import OnnxPredictor, is_onnx
+from imgcls.onnx_predict import OnnxPredictor, is_onnx, open_cached_export
 from imgcls.serve.settings import ServeSettings
 
 _log = logging.getLogger("imgcls.serve")
@@ -89,12 +89,12 @@ def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifi
     torch; anything else through the torch Predictor (which builds that cache)."""
     if is_onnx(model_path):
         return OnnxPredictor(model_path, threads=settings.threads)
-    export = _cached_export(model_path, settings)
-    if export is not None:
-        try:
-            return OnnxPredictor(export, threads=settings.threads)
-        except UserError as error:  # a damaged cache file: torch serves the model instead
-            _log.warning("%s", error)
+    if settings.device in (None, "cpu"):  # a GPU runs under torch
+        cached = open_cached_export(model_path, settings.backend, (1, settings.max_batch),
+                                    settings.threads or usable_cpus(),
+                                    lambda reason: _log.warning("%s", reason))
+        if cached is not None:
+            return cached
     import torch
 
     from imgcls.predict import Predictor
@@ -104,19 +104,3 @@ def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifi
     return TorchClassifier(Predictor(model_path, device=settings.device,
                                      backend=settings.backend,
                                      batch_sizes=(1, settings.max_batch)))
-
-
-def _cached_export(model_path: str | Path, settings: ServeSettings) -> Path | None:
-    """The cached fp32 export when --backend onnx (or auto, chosen for both a lone request
-    and a full batch) runs on the CPU; None sends the caller to the torch Predictor."""
-    from imgcls.backends.cached_onnx import cached_onnx
-    from imgcls.cpus import usable_cpus
-    from imgcls.rundir import resolve_model_path
-
-    if settings.device not in (None, "cpu"):
-        return None  # a GPU runs under torch
-    threads = settings.threads or usable_cpus()
-    model_file = resolve_model_path(model_path)
-    exports = {cached_onnx(model_file, settings.backend, size, threads)
-               for size in (1, settings.max_batch)}
-    return exports.pop() if len(exports) == 1 else None

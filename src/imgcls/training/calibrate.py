@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from imgcls.backends.prepare import export_available
+from imgcls.backends.onnx_file import export_available
 from imgcls.inference import predict_probabilities
 from imgcls.training.budget import EXPORT_S, REPORT_S, Costs
 from imgcls.training.optim import build_optimizer
