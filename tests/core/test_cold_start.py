@@ -203,8 +203,9 @@ def test_a_fresh_run_predicts_without_torch_by_default(
                  Predictor(run, device="cpu").predict([str(digit_pngs[0])], topk=10))
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_cached_export_falls_back_to_torch(
-        digits_run: Path, digit_pngs: list[Path], tmp_path: Path) -> None:
+        digits_run: Path, digit_pngs: list[Path], tmp_path: Path, damage: str) -> None:
     """A cached export that onnxruntime cannot load is named in a warning; predict and serve
     answer through torch and auto never picks it; `--backend onnx` refuses, naming it."""
     from imgcls.serve import ServeSettings
@@ -214,7 +215,8 @@ def test_a_damaged_cached_export_falls_back_to_torch(
     shutil.copyfile(digits_run / "model.safetensors", model)
     Predictor(model, device="cpu", backend="onnx")  # builds the cached export
     (export,) = model.parent.glob("model.backends/*.fp32.onnx")
-    export.write_bytes(b"not an onnx file")
+    whole = export.read_bytes()
+    export.write_bytes(b"not an onnx file" if damage == "garbage" else whole[:len(whole) // 2])
     result = fresh_python(PREDICT, str(model), str(digit_pngs[0]))
     assert result.returncode == 0, result.stderr
     assert "imgcls: warning:" in result.stderr and export.name in result.stderr
