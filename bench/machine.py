@@ -21,6 +21,8 @@ def describe() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "vector_isa": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": cpu_runs_bf16(),
+        # Set by bench/avx2.sh, which runs a bench as on the AVX2-only kind of machine.
+        "isa_limit": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

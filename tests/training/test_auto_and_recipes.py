@@ -34,7 +34,7 @@ def test_a_larger_budget_buys_a_wider_network(monkeypatch) -> None:
     short = _choose(monkeypatch, 120)
     medium = _choose(monkeypatch, 600)
     long = _choose(monkeypatch, 3600)
-    assert short.width is None  # width 1: about 4 epochs fit
+    assert short.width == 0.5  # width 1: about 4 epochs fit, width 0.5 about 16
     assert medium.width == 1.5
     assert long.width == 2.0
     assert "epochs" in long.reason
@@ -88,5 +88,19 @@ def test_a_run_says_up_front_how_long_it_will_take(tmp_path, capsys) -> None:
     assert "estimated" in out and "per epoch" in out and "in all (2 epochs)" in out
 
 
-def test_a_budget_too_short_for_two_epochs_of_vgg_small_trains_lenet5(monkeypatch) -> None:
-    assert _choose(monkeypatch, 30, rate=2600).model == "lenet5"
+def test_a_budget_of_few_full_width_epochs_trains_half_width(monkeypatch) -> None:
+    # Two minutes where vgg_small trains at 655 images/s (fp32, no AVX512): 1.2 epochs of
+    # width 1, about 4 of width 0.5.
+    choice = _choose(monkeypatch, 120, rate=655)
+    assert (choice.model, choice.width) == ("vgg_small", 0.5)
+    # Ten minutes there: 6 epochs of width 1, 20 of width 0.5.
+    assert _choose(monkeypatch, 600, rate=655).width == 0.5
+    assert _choose(monkeypatch, 1200, rate=655).width is None  # 12 of width 1, 5 of 1.5
+
+
+def test_a_budget_too_short_for_two_epochs_of_half_width_vgg_small_trains_lenet5(
+        monkeypatch) -> None:
+    # 30 s at 655 images/s: 0.3 epochs of width 1, 1.0 of width 0.5.
+    choice = _choose(monkeypatch, 30, rate=655)
+    assert choice.model == "lenet5" and "--width 0.5" in choice.reason
+    assert _choose(monkeypatch, 30, rate=2600).width == 0.5  # 1.2 of width 1, 4 of 0.5

@@ -1,7 +1,9 @@
 """--model auto: the network that the data and the time budget allow.
 
 Small images (<= 64 px) train vgg_small, the registry's fastest network per point of accuracy
-on them; its width grows with the budget while the budget still buys enough epochs of it.
+on them; its width grows with the budget while the budget still buys enough epochs of it, and
+shrinks to half where a budget buys only a few epochs of the full width (a CPU without AVX512
+in two minutes), down to LeNet-5 where even half the width would not get two epochs.
 Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than vgg_small at
 224 px and whose ImageNet weights load with --pretrained.
 """
@@ -26,12 +28,21 @@ if TYPE_CHECKING:
 AUTO = "auto"
 SMALL_IMAGE_MODEL = "vgg_small"
 PHOTO_MODEL = "resnet18"
-# When a budget buys fewer epochs of vgg_small than this, LeNet-5 (several times faster per
-# image) trains instead: a few epochs of a small net beat a fraction of one of a larger net.
+# When a budget buys fewer epochs of the narrowest vgg_small than this, LeNet-5 (several times
+# faster per image) trains instead: a few epochs of a small net beat a fraction of one of a
+# larger net.
 TINY_MODEL, MIN_EPOCHS = "lenet5", 2.0
 # vgg_small widths, narrowest first, and the epochs a budget must buy of each to choose it.
-# Measured on Fashion-MNIST: a wider net needs more epochs to pass a narrower one.
-WIDTH_LADDER: tuple[tuple[float, float], ...] = ((1.0, 0.0), (1.5, 10.0), (2.0, 20.0))
+# Measured on Fashion-MNIST: a wider net needs more epochs to pass a narrower one. On a CPU
+# without AVX512 (emulated, bench/avx2.sh), test accuracy: in 2 minutes lenet5 (11 epochs)
+# 0.902-0.908, width 0.5 (4 epochs) 0.916; in 10 minutes width 1 (7.5 epochs) 0.934, width
+# 0.5 (24 epochs) 0.939.
+WIDTH_LADDER: tuple[tuple[float, float], ...] = (
+    (0.5, 0.0), (1.0, 10.0), (1.5, 10.0), (2.0, 20.0))
+# Narrower than 1, a step's cost falls slower than the square of the width: 3-16 channel
+# convolutions run further below the machine's peak. Measured (fp32, AVX2, one thread,
+# 1x28x28): width 0.5 trains 3.2x as fast as width 1, 0.75 1.7x; 2^1.7 = 3.2.
+NARROW_COST_EXPONENT = 1.7
 # The share of a budget that goes to training steps (the rest: start, loading, evaluation).
 TRAINING_SHARE = 0.85
 
@@ -53,18 +64,24 @@ def choose(
         return Choice(SMALL_IMAGE_MODEL, None, f"{image_size} px images")
     rate = training_rate(SMALL_IMAGE_MODEL, 1.0, image_size=image_size, channels=channels,
                          num_classes=num_classes, device=device, precision=precision)
-    seconds = budget_seconds * TRAINING_SHARE
-    width, epochs = 1.0, seconds * rate / max(1, train_images)
-    if epochs < MIN_EPOCHS and image_size >= get_spec(TINY_MODEL).min_size:
-        return Choice(TINY_MODEL, None, f"only {epochs:.1f} epochs of {SMALL_IMAGE_MODEL} fit "
-                                        f"the budget")
-    for candidate, needed in WIDTH_LADDER:
-        # Cost grows with the square of the width (channels in x channels out).
-        affordable = seconds * rate / candidate**2 / max(1, train_images)
-        if affordable >= needed:
-            width, epochs = candidate, affordable
+    full_width_epochs = budget_seconds * TRAINING_SHARE * rate / max(1, train_images)
+
+    def affordable(width: float) -> float:
+        return full_width_epochs / relative_cost(width)
+
+    narrowest = WIDTH_LADDER[0][0]
+    if affordable(narrowest) < MIN_EPOCHS and image_size >= get_spec(TINY_MODEL).min_size:
+        return Choice(TINY_MODEL, None, f"only {affordable(narrowest):.1f} epochs of "
+                                        f"{SMALL_IMAGE_MODEL} --width {narrowest:g} fit the budget")
+    width = max(candidate for candidate, needed in WIDTH_LADDER if affordable(candidate) >= needed)
     return Choice(SMALL_IMAGE_MODEL, None if width == 1.0 else width,
-                  f"about {epochs:.0f} epochs of {train_images:,} images fit the budget")
+                  f"about {affordable(width):.0f} epochs of {train_images:,} images fit the budget")
+
+
+def relative_cost(width: float) -> float:
+    """A vgg_small training step's cost at `width`, relative to width 1."""
+    # Wider, cost grows with the square of the width (channels in x channels out).
+    return width**2 if width >= 1 else width**NARROW_COST_EXPONENT
 
 
 def training_rate(
