@@ -12,6 +12,9 @@ Last run (2026-11-30, bench/results/time_to_accuracy.json):
     An earlier run the same hour with budgets 1m,2m,3m,5m,10m and a 15 min cap: the baseline's
     best 0.8989 at 473.7 s; imgcls 1m 58.6 s 0.9173, 2m 117.5 s 0.9304; 0.92 at 4.03x,
     because no budget between 1m and 2m was tried; hence the finer default ladder.
+    Not rerun since --model auto takes vgg_small --width 0.5 for short budgets (3413e11); the
+    80s budget alone, same machine: 0.9231 at 75.1 s to exit (width 0.5, 5.8 epochs), so
+    0.92 at 465.0 / 75.1 = 6.19x against the baseline's best above.
 
 The baseline is the tutorial's pipeline as written
 (pytorch.org/tutorials/beginner/introyt/trainingyt.html): torchvision.datasets.FashionMNIST
