@@ -2,8 +2,9 @@
 
 Small images (<= 64 px) train vgg_small, the registry's fastest network per point of accuracy
 on them; its width grows with the budget while the budget still buys enough epochs of it, and
-shrinks to half where a budget buys only a few epochs of the full width (a CPU without AVX512
-in two minutes), down to LeNet-5 where even half the width would not get two epochs.
+shrinks to half where a budget buys under ten epochs of the full width (two minutes on a
+2-core CPU; ten without AVX512), down to LeNet-5 where even half the width would not get two
+epochs.
 Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than vgg_small at
 224 px and whose ImageNet weights load with --pretrained.
 """
@@ -41,7 +42,10 @@ WIDTH_LADDER: tuple[tuple[float, float], ...] = (
     (0.5, 0.0), (1.0, 10.0), (1.5, 10.0), (2.0, 20.0))
 # Narrower than 1, a step's cost falls slower than the square of the width: 3-16 channel
 # convolutions run further below the machine's peak. Measured (fp32, AVX2, one thread,
-# 1x28x28): width 0.5 trains 3.2x as fast as width 1, 0.75 1.7x; 2^1.7 = 3.2.
+# 1x28x28): width 0.5 trains 3.2x as fast as width 1, 0.75 1.7x; 2^1.7 = 3.2. In bf16 on
+# AVX512 width 0.5 gains only 1.7-2x (5,100-6,200 images/s against ~3,100 at 2 threads), so
+# there the epochs this estimates for it (and prints) are high: the choice stands, since it
+# rests on width 1's epochs, measured, except near the LeNet-5 cut (a budget of ~30 s).
 NARROW_COST_EXPONENT = 1.7
 # The share of a budget that goes to training steps (the rest: start, loading, evaluation).
 TRAINING_SHARE = 0.85
