@@ -37,6 +37,7 @@ AUGMENT_FLAGS = ("resized_crop", "shift", "rotate", "hflip", "vflip", "brightnes
 SCHEDULES = ("cosine", "constant", "step", "multistep", "onecycle", "plateau")
 METRICS = ("val_acc", "val_loss", "val_f1_macro")
 BALANCES = ("none", "weights", "sampler")
+TTA_CHOICES = ("none", "hflip")  # test-time augmentation (imgcls.models.flip_tta)
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")
 
@@ -86,6 +87,9 @@ class TrainConfig:
     pretrained: str | None = None  # "imagenet" (torchvision's weights) or a state-dict file
     init_from: str | None = None  # an imgcls model file to start from
     freeze_backbone: bool = False  # train the classifier head only
+    # Test-time augmentation, part of the saved network: "hflip" averages the logits of each
+    # image and its mirror (off for data a mirror changes, like digits); "none".
+    tta: str = "none"
     # optimization
     epochs: float = 10  # a fraction stops the last epoch part way
     # A duration ("90s", "10m", "1h"): the run plans its epochs to end within it.
@@ -167,6 +171,7 @@ class TrainConfig:
         _choice("sched", self.sched, SCHEDULES)
         _choice("balance", self.balance, BALANCES)
         _choice("metric", self.metric, METRICS)
+        _choice("tta", self.tta, TTA_CHOICES)
         _require(0 <= self.label_smoothing < 1,
                  f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
         _require(0 < self.ema_decay < 1, f"--ema-decay must be in (0, 1); got {self.ema_decay}")

@@ -20,6 +20,7 @@ from imgcls.config import (
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
+    TTA_CHOICES,
     TrainConfig,
 )
 
@@ -109,6 +110,9 @@ def add_train_options(
                  "unless given")
     _option(model, "--freeze-backbone", dest="freeze_backbone", action="store_true",
             help="train the classifier head only")
+    _option(model, "--tta", dest="tta", choices=TTA_CHOICES,
+            help="hflip: the saved model averages each image's logits with its mirror's "
+                 "(twice the inference cost; off for data a mirror changes, like digits)")
     optimization = command.add_argument_group("optimization")
     _option(optimization, "--epochs", dest="epochs", type=_epochs,
             help="a fraction stops the last epoch part way")

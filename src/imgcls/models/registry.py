@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from imgcls.errors import UserError
+from imgcls.models.flip_tta import check_tta, with_flip_average
 from imgcls.models.layers import check_activation
 
 
@@ -65,16 +66,20 @@ def create_model(
     activation: str | None = None,
     dropout: float | None = None,
     width: float | None = None,
+    tta: str = "none",
 ) -> nn.Module:
-    """Build a registered model, untrained. None options keep the model's own default."""
+    """Build a registered model, untrained. None options keep the model's own default;
+    `tta` "hflip" makes its eval-mode logits the average over a horizontal flip."""
     spec = get_spec(name)
     _check_shape_options(spec, num_classes, in_channels, image_size)
     _check_options(activation, dropout, width)
+    check_tta(tta)
     options = {"activation": activation, "dropout": dropout, "width": width}
     given = {key: value for key, value in options.items() if value is not None}
-    return spec.builder(
+    model = spec.builder(
         num_classes=num_classes, in_channels=in_channels, image_size=image_size, **given
     )
+    return with_flip_average(model) if tta == "hflip" else model
 
 
 def _check_shape_options(

@@ -88,6 +88,7 @@ def build_components(
         resolve_auto_model(config, data, device, console)
     if config.recipe is None:
         apply_default_recipe(config, data.image_set.image_size, console)
+    resolve_tta(config, data.image_set, console)
     runtime = resolve(config, get_spec(config.model), device=device)
     architecture = architecture_of(config, data.image_set)
     model = runtime.place(build_model(config, architecture, data.image_set.class_names, console))
@@ -261,8 +262,9 @@ OPEN_MODEL_CHOICES = ("auto", None)
 def resolve_init_from(config: TrainConfig) -> None:
     """With --init-from FILE, settings the user left open come from the file's architecture:
     the model (when --model is auto or not given), channels and image size, and, for the same
-    model, width, activation and dropout; so the file's weights fit. In place, before the run
-    directory and config.yaml are written: config.yaml records what was taken."""
+    model, width, activation, dropout and test-time augmentation; so the file's weights fit.
+    In place, before the run directory and config.yaml are written: config.yaml records what
+    was taken."""
     if not config.init_from:
         return
     try:
@@ -276,11 +278,24 @@ def resolve_init_from(config: TrainConfig) -> None:
              "image_size": kwargs.get("image_size")}
     if config.model == architecture.name:  # another network keeps its own of these
         taken.update({name: kwargs.get(name) for name in ("width", "activation", "dropout")})
+        if "tta" not in config.given:  # test-time augmentation is the file's too
+            config.tta = kwargs.get("tta", "none")
+            config.given = config.given | {"tta"}
     for name, value in taken.items():
         if getattr(config, name) is None:
             setattr(config, name, value)
     # What the file decided counts as given: a model's default recipe must not override it.
     config.given = config.given | set(taken)
+
+
+def resolve_tta(
+    config: TrainConfig, image_set: ImageSet | StreamingImageSet, console: Console
+) -> None:
+    """--tta hflip only where a mirror image is the same class; in place, so config.yaml
+    records what the run did."""
+    if config.tta == "hflip" and not image_set.hflip_ok:
+        console.print(f"tta: hflip off — a mirror image of {config.data} can be another class")
+        config.tta = "none"
 
 
 def architecture_of(
@@ -295,6 +310,7 @@ def architecture_of(
         "activation": config.activation,
         "dropout": config.dropout,
         "width": config.width,
+        "tta": None if config.tta == "none" else config.tta,
     }
     return Architecture(config.model, {k: v for k, v in kwargs.items() if v is not None})
 
