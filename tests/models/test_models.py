@@ -251,6 +251,37 @@ def test_densenet_with_a_frozen_batch_norm_falls_back_to_torchvisions_forward() 
     torch.testing.assert_close(ours(images), theirs(images), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ONE_PER_FAMILY + COMPACT)
+def test_tta_hflip_averages_the_mirror_in_eval_mode_only(name: str) -> None:
+    torch.manual_seed(0)
+    averaged = _build(name, tta="hflip")
+    plain = _build(name)
+    assert averaged.state_dict().keys() == plain.state_dict().keys(), "same weights file"
+    plain.load_state_dict(averaged.state_dict())
+    images = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        averaged.eval(), plain.eval()
+        expected = (plain(images) + plain(images.flip(-1))) / 2
+        torch.testing.assert_close(averaged(images), expected)
+        assert not torch.allclose(expected, plain(images), rtol=1e-2, atol=0), "the mirror counts"
+        # A frozen backbone trains with its head alone in train mode: one pass, no average.
+        averaged.get_submodule(get_spec(name).head).train()
+        plain.get_submodule(get_spec(name).head).train()
+        torch.testing.assert_close(averaged(images), plain(images))
+    copies = [copy.deepcopy(averaged), pickle.loads(pickle.dumps(averaged))]
+    for model in copies + [averaged]:
+        model.eval()
+    with torch.no_grad():
+        for model in copies:
+            assert type(model) is type(averaged)
+            torch.testing.assert_close(model(images), averaged(images))
+
+
+def test_tta_takes_known_values_only() -> None:
+    with pytest.raises(UserError, match="unknown test-time augmentation 'vflip'.*hflip"):
+        _build("lenet5", tta="vflip")
+
+
 def test_too_small_image_is_a_user_error() -> None:
     with pytest.raises(UserError, match="at least 28 px; got 16 — pass --image-size 28"):
         create_model("resnet18", num_classes=10, image_size=16)

@@ -14,6 +14,7 @@ without it): test accuracy 0.9421 plain, 0.9466 with the flip average.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, SupportsIndex
 
 from torch import Tensor, nn
 
@@ -24,9 +25,25 @@ from imgcls.errors import UserError
 class _FlipAverage(nn.Module):
     """Mixed in before a network's own class (see with_flip_average)."""
 
+    network_class: type[nn.Module]  # the class it was mixed into
+    flip_head: str  # the head module's name: the average runs when it, too, is in eval mode
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        # The generated subclass has no importable name, so pickle (torch.save of the whole
+        # module) and deepcopy see the network's own class and mix the average in again.
+        averaged = type(self)
+        self.__class__ = averaged.network_class
+        try:
+            plain = self.__reduce_ex__(protocol)
+        finally:
+            self.__class__ = averaged
+        return (_rebuild, (plain,))
+
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         logits = super().forward(x)
-        if self.training:
+        # A frozen backbone trains with the network in eval mode and its head in train mode
+        # (models.pretrained.train_head_only): that is training, and sees each image once.
+        if self.training or self.get_submodule(self.flip_head).training:
             return logits
         # Averaging logits, not probabilities: one graph for every backend, and on the
         # DenseNet above the two differ by one image in 10,000.
@@ -36,13 +53,25 @@ class _FlipAverage(nn.Module):
 @cache
 def _averaged_class(network_class: type[nn.Module]) -> type[nn.Module]:
     name = f"{network_class.__name__}FlipAverage"
-    return type(name, (_FlipAverage, network_class), {"__module__": network_class.__module__})
+    return type(name, (_FlipAverage, network_class),
+                {"__module__": network_class.__module__, "network_class": network_class})
 
 
-def with_flip_average(model: nn.Module) -> nn.Module:
-    """`model` itself, its eval-mode forward now averaging over a horizontal flip."""
+def _rebuild(plain: tuple[Any, ...]) -> nn.Module:
+    """The inverse of _FlipAverage.__reduce_ex__: the plain network rebuilt as copy and
+    pickle would, then averaged again."""
+    make, args, state = plain[:3]
+    model = make(*args)
+    model.__setstate__(state)
+    return with_flip_average(model, head=state["flip_head"])
+
+
+def with_flip_average(model: nn.Module, *, head: str) -> nn.Module:
+    """`model` itself, its eval-mode forward now averaging over a horizontal flip; `head`
+    names its classifier module (the registry's ModelSpec.head)."""
     if not isinstance(model, _FlipAverage):
         model.__class__ = _averaged_class(type(model))
+    model.flip_head = head
     return model
 
 

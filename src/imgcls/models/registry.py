@@ -79,7 +79,7 @@ def create_model(
     model = spec.builder(
         num_classes=num_classes, in_channels=in_channels, image_size=image_size, **given
     )
-    return with_flip_average(model) if tta == "hflip" else model
+    return with_flip_average(model, head=spec.head) if tta == "hflip" else model
 
 
 def _check_shape_options(

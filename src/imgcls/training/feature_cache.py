@@ -56,7 +56,7 @@ class FrozenHead:
     cached: bool  # whether the head trains on cached features (no augmentation)
     train_features: Features | None = None  # by train-split position, filled on first use
     kept: torch.Tensor | None = None  # bool [N]: positions a streamed data set could decode
-    split_features: dict[str, torch.Tensor] = field(default_factory=dict)  # "val" -> [n, F]
+    split_features: dict[str, torch.Tensor] = field(default_factory=dict)  # "val" -> [views, n, F]
 
     def trained_modules(self, model: nn.Module) -> list[nn.Module]:
         names = [self.head_name] if self.dropout_name is None else [self.dropout_name,
@@ -121,16 +121,20 @@ def cached_probabilities(run: Run, frozen: FrozenHead, part: str,
     gives, without running the backbone again."""
     if part not in frozen.split_features:
         run.model.eval()
-        frozen.split_features[part] = torch.cat(
-            [_head_inputs(run, frozen, chunk.to(run.device))
-             for chunk in images.split(EXTRACT_BATCH)])
+        chunks = [_head_inputs(run, frozen, chunk.to(run.device))
+                  for chunk in images.split(EXTRACT_BATCH)]
+        # [views, n, F...]: one view per pass the model makes (two under --tta hflip)
+        frozen.split_features[part] = torch.stack(
+            [torch.cat(view) for view in zip(*chunks, strict=True)])
         frozen.train_mode(run.model)
-    features = frozen.split_features[part]
+    views = frozen.split_features[part]
     head = run.eval_model.get_submodule(frozen.head_name)  # the EMA's copy under --ema
     outputs = []
-    with _threads_for_head(run, features), torch.no_grad(), autocast(run.device, run.dtype):
-        for chunk in features.split(EXTRACT_BATCH):
-            outputs.append(head(chunk).float().softmax(dim=1).cpu())
+    with _threads_for_head(run, views[0]), torch.no_grad(), autocast(run.device, run.dtype):
+        for chunk in views.split(EXTRACT_BATCH, dim=1):
+            # the mean of the views' logits, as models.flip_tta averages them
+            logits = torch.stack([head(view).float() for view in chunk]).mean(dim=0)
+            outputs.append(logits.softmax(dim=1).cpu())
     return torch.cat(outputs)
 
 
@@ -155,8 +159,11 @@ def _cache_train_features(run: Run, frozen: FrozenHead) -> None:
     kept = torch.zeros(count, dtype=torch.bool, device=run.device)
     features: Features | None = None
     run.model.eval()
+    # The head in train mode (a Linear computes the same in both) keeps --tta hflip's mirror
+    # pass off: the head trains on the images as they are.
+    run.model.get_submodule(frozen.head_name).train()
     for positions, images in _train_images(run):
-        batch = _head_inputs(run, frozen, images)
+        (batch,) = _head_inputs(run, frozen, images)
         if features is None:
             features = _allocate(run, (count, *batch.shape[1:]))
         _store(features, positions, batch)
@@ -190,9 +197,10 @@ def _train_images(run: Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yield position_of[indices].to(run.device), images.to(run.device)
 
 
-def _head_inputs(run: Run, frozen: FrozenHead, images: torch.Tensor) -> torch.Tensor:
+def _head_inputs(run: Run, frozen: FrozenHead, images: torch.Tensor) -> list[torch.Tensor]:
     """The head's float32 input for uint8 `images`, prepared as the training step does (same
-    memory format, normalization and precision), through the model in its current mode."""
+    memory format, normalization and precision), through the model in its current mode: one
+    per pass the model makes, two (the images', their mirrors') when --tta hflip averages."""
     caught: list[torch.Tensor] = []
     head = run.model.get_submodule(frozen.head_name)
     handle = head.register_forward_pre_hook(lambda module, args: caught.append(args[0]))
@@ -204,7 +212,7 @@ def _head_inputs(run: Run, frozen: FrozenHead, images: torch.Tensor) -> torch.Te
     finally:
         handle.remove()
     # float32 holds bf16/fp16 activations exactly; autocast casts them back for the head.
-    return caught[0].float()
+    return [inputs.float() for inputs in caught]
 
 
 def _allocate(run: Run, shape: tuple[int, ...]) -> Features:
