@@ -3,6 +3,7 @@ the .onnx file served and predicted through onnxruntime."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import onnx
 import pytest
 import torch
 
-from imgcls.artifact import read_card
+from imgcls.artifact import load_model, read_card, save_model
 from imgcls.cli.serve import main as serve_main
+from imgcls.data.builtin import load_builtin
 from imgcls.export import export_model, parity_images
 from imgcls.export_parity import check_parity
 from imgcls.predict import Predictor
@@ -73,6 +75,40 @@ def test_serve_an_onnx_file(onnx_file: Path, digits_run: Path) -> None:
     probabilities = np.array(answer["outputs"][0]["data"], dtype=np.float32)
     expected = Predictor(digits_run, device="cpu").probabilities(images).numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def _flip_averaging_copy(run_dir: Path, target: Path) -> Path:
+    """The run's model file with --tta hflip in its card: the same weights, averaged."""
+    model, card = load_model(run_dir)
+    kwargs = {**card.architecture.kwargs, "tta": "hflip"}
+    card = dataclasses.replace(card, architecture=dataclasses.replace(card.architecture,
+                                                                      kwargs=kwargs))
+    save_model(target, model, card)
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "torch-jit", "torch-folded"])
+def test_every_backend_and_the_onnx_file_run_the_flip_average(
+    digits_run: Path, tmp_path: Path, backend: str
+) -> None:
+    averaged = _flip_averaging_copy(digits_run, tmp_path / "averaged.safetensors")
+    # Digits: a mirror image of a digit is another picture to this model.
+    images = load_builtin("digits", channels=1, size=32, data_dir=None).images[:6]
+    plain = Predictor(digits_run, device="cpu").probabilities(images)
+    mirrored = Predictor(digits_run, device="cpu").probabilities(images.flip(-1))
+    expected = Predictor(averaged, device="cpu").probabilities(images)
+    model, _ = load_model(averaged)
+    assert type(model).__name__.endswith("FlipAverage")
+    # Log-probabilities are the logits less a constant per image, which softmax ignores.
+    averaged_logits = (plain.log() + mirrored.log()) / 2
+    torch.testing.assert_close(expected, averaged_logits.softmax(dim=1), atol=2e-3, rtol=0)
+    assert (expected - plain).abs().max() > 0.05
+    through = Predictor(averaged, device="cpu", backend=backend).probabilities(images)
+    torch.testing.assert_close(through, expected, atol=1e-4, rtol=0)
+    exported = export_model(averaged, "onnx", tmp_path / "averaged.onnx")
+    torch.testing.assert_close(Predictor(exported).probabilities(images), expected,
+                               atol=1e-5, rtol=0)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")

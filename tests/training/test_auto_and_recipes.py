@@ -3,9 +3,12 @@ up-front estimate of a run's length."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import yaml
+from rich.console import Console
 
 import imgcls
 from imgcls.cli import build_parser
@@ -14,6 +17,7 @@ from imgcls.errors import UserError
 from imgcls.recipes import list_recipes, load_recipe
 from imgcls.training import auto_model
 from imgcls.training.auto_model import choose
+from imgcls.training.components import architecture_of, resolve_tta
 
 CPU = torch.device("cpu")
 
@@ -104,3 +108,22 @@ def test_a_budget_too_short_for_two_epochs_of_half_width_vgg_small_trains_lenet5
     choice = _choose(monkeypatch, 30, rate=655)
     assert choice.model == "lenet5" and "--width 0.5" in choice.reason
     assert _choose(monkeypatch, 30, rate=2600).width == 0.5  # 1.2 of width 1, 4 of 0.5
+
+
+@pytest.mark.parametrize(("hflip_ok", "kept"), [(True, "hflip"), (False, "none")])
+def test_tta_hflip_only_where_a_mirror_is_the_same_class(hflip_ok: bool, kept: str) -> None:
+    config = TrainConfig(data="digits", tta="hflip")
+    console = Console(record=True, width=200)
+    resolve_tta(config, SimpleNamespace(hflip_ok=hflip_ok), console)
+    assert config.tta == kept
+    said = console.export_text()
+    assert ("tta: hflip off — a mirror image of digits can be another class" in said) is (
+        not hflip_ok)
+    assert architecture_of(config, SimpleNamespace(channels=1, image_size=28,
+                                                   class_names=["a", "b"])).kwargs.get(
+        "tta", "none") == kept
+
+
+def test_tta_setting_is_checked() -> None:
+    with pytest.raises(UserError, match="--tta takes one of: none, hflip"):
+        TrainConfig(tta="vflip").validate()

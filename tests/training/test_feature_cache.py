@@ -84,6 +84,39 @@ def test_the_backbone_sees_each_image_once(
     assert sum(seen) == images + 1
 
 
+@pytest.mark.slow
+def test_cached_features_under_tta_validate_as_the_full_model(
+    digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--tta hflip: the cache validates on the mean of the image's and the mirror's logits,
+    as the saved model predicts, and still trains on each train image once."""
+    # Digits turn --tta off (a mirrored digit is another picture); the arithmetic tested here
+    # does not care, so it stays on.
+    monkeypatch.setattr(training_components, "resolve_tta", lambda *args: None)
+    seen = []
+    build_model = training_components.build_model
+
+    def counting(*args: Any, **kwargs: Any) -> nn.Module:
+        model = build_model(*args, **kwargs)
+        model.features[0].register_forward_pre_hook(lambda module, inputs: seen.append(
+            len(inputs[0])))
+        return model
+
+    monkeypatch.setattr(training_components, "build_model", counting)
+    cached = _frozen_run(digits_run, tmp_path / "cached", tta="hflip")
+    split = json.loads((cached / "split.json").read_text())
+    # train once; val, test and the blank image that finds the dropout twice (with mirror)
+    assert sum(seen) == len(split["train"]) + 2 * (len(split["val"]) + len(split["test"]) + 1)
+    monkeypatch.setattr(feature_cache, "why_not_cached", lambda *args: "the test says so")
+    uncached = _frozen_run(digits_run, tmp_path / "uncached", tta="hflip")
+    history = [[json.loads(line)["val_acc"] for line in (run / "history.jsonl").open()]
+               for run in (cached, uncached)]
+    assert history[0] == pytest.approx(history[1], abs=1e-6)
+    assert _accuracy(cached) == _accuracy(uncached)
+    architecture = yaml.safe_load((cached / "config.yaml").read_text())
+    assert architecture["tta"] == "hflip"
+
+
 def test_augmentation_says_why_features_are_not_cached() -> None:
     def reason(augment: str, **overrides: Any) -> str | None:
         config = TrainConfig(augment=augment, **overrides)
