@@ -38,6 +38,21 @@ def _accuracy(run_dir: Path) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["accuracy"]
 
 
+def _count_backbone_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The batch sizes the backbone's first layer sees in the runs that follow."""
+    seen: list[int] = []
+    build_model = training_components.build_model
+
+    def counting(*args: Any, **kwargs: Any) -> nn.Module:
+        model = build_model(*args, **kwargs)
+        model.features[0].register_forward_pre_hook(lambda module, inputs: seen.append(
+            len(inputs[0])))
+        return model
+
+    monkeypatch.setattr(training_components, "build_model", counting)
+    return seen
+
+
 @pytest.mark.slow
 def test_cached_features_train_the_same_head_as_the_full_model(
     digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -66,16 +81,7 @@ def test_cached_features_train_the_same_head_as_the_full_model(
 def test_the_backbone_sees_each_image_once(
     digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen = []
-    build_model = training_components.build_model
-
-    def counting(*args: Any, **kwargs: Any) -> nn.Module:
-        model = build_model(*args, **kwargs)
-        model.features[0].register_forward_pre_hook(lambda module, inputs: seen.append(
-            len(inputs[0])))
-        return model
-
-    monkeypatch.setattr(training_components, "build_model", counting)
+    seen = _count_backbone_images(monkeypatch)
     run_dir = _frozen_run(digits_run, tmp_path / "run", epochs=3)
     split = json.loads((run_dir / "split.json").read_text())
     images = sum(len(split[part]) for part in ("train", "val", "test"))
@@ -93,16 +99,7 @@ def test_cached_features_under_tta_validate_as_the_full_model(
     # Digits turn --tta off (a mirrored digit is another picture); the arithmetic tested here
     # does not care, so it stays on.
     monkeypatch.setattr(training_components, "resolve_tta", lambda *args: None)
-    seen = []
-    build_model = training_components.build_model
-
-    def counting(*args: Any, **kwargs: Any) -> nn.Module:
-        model = build_model(*args, **kwargs)
-        model.features[0].register_forward_pre_hook(lambda module, inputs: seen.append(
-            len(inputs[0])))
-        return model
-
-    monkeypatch.setattr(training_components, "build_model", counting)
+    seen = _count_backbone_images(monkeypatch)
     cached = _frozen_run(digits_run, tmp_path / "cached", tta="hflip")
     split = json.loads((cached / "split.json").read_text())
     # train once; val, test and the blank image that finds the dropout twice (with mirror)

@@ -75,10 +75,6 @@ def with_flip_average(model: nn.Module, *, head: str) -> nn.Module:
     return model
 
 
-def has_flip_average(model: nn.Module) -> bool:
-    return isinstance(model, _FlipAverage)
-
-
 def check_tta(tta: str) -> None:
     if tta not in TTA_CHOICES:
         raise UserError(f"unknown test-time augmentation {tta!r}; choose one of "
