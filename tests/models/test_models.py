@@ -207,15 +207,20 @@ def _densenet_pair(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_densenet_training_forward_is_torchvisions(memory_format: torch.memory_format) -> None:
-    """dense_train.py normalizes each map once and never concatenates: the same function as
-    torchvision's forward. In float64, so that rounding (which flips a few ReLUs between any
-    two fp32 implementations of this 40-layer net) does not hide a mistake: logits, gradients
-    and running statistics over two steps, then eval-mode logits."""
+@pytest.mark.parametrize("memory_format,size", [
+    (torch.contiguous_format, 28), (torch.channels_last, 28),
+    (torch.contiguous_format, 30),  # 15x15 maps in the second transition: avg_pool2d's path
+])
+def test_densenet_training_forward_is_torchvisions(memory_format: torch.memory_format,
+                                                  size: int) -> None:
+    """dense_train.py normalizes each map once, never concatenates, and pools before a
+    transition's 1x1 convolution (as a matrix product where the maps are even-sized): the same
+    function as torchvision's forward. In float64, so that rounding (which flips a few ReLUs
+    between any two fp32 implementations of this 40-layer net) does not hide a mistake:
+    logits, gradients and running statistics over two steps, then eval-mode logits."""
     ours, theirs = _densenet_pair(memory_format, torch.float64)
     for _ in range(2):
-        images = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+        images = torch.randn(4, 1, size, size, dtype=torch.float64)
         images = images.contiguous(memory_format=memory_format)
         ours.zero_grad()
         theirs.zero_grad()
@@ -228,7 +233,8 @@ def test_densenet_training_forward_is_torchvisions(memory_format: torch.memory_f
     torch.testing.assert_close(ours.state_dict(), theirs.state_dict(), rtol=1e-10, atol=1e-12)
     ours.eval()
     theirs.eval()
-    images = torch.randn(2, 1, 28, 28, dtype=torch.float64).contiguous(memory_format=memory_format)
+    images = torch.randn(2, 1, size, size, dtype=torch.float64)
+    images = images.contiguous(memory_format=memory_format)
     torch.testing.assert_close(ours(images), theirs(images), rtol=1e-10, atol=1e-10)
 
 
