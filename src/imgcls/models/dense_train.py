@@ -21,6 +21,9 @@ slice by slice (in channels_last, runs of 12 values). What this forward does ins
   12 out: a small copy each way).
 - One gradient sum. The gradients of all consumers of a block's maps are added into one tensor
   of the same layout, one contiguous add per layer.
+- Transitions pool first. A 1x1 convolution and an average pool commute, so the transition's
+  product runs on a quarter of the pixels, and the 2x2 pool itself is a matrix product
+  (avg_pool2d's CPU kernels were slower than the product they saved).
 
 Gradients are the same function: the shared normalization's backward receives the sum of what
 each consumer sends back, which is what each BatchNorm's backward gives, summed. Tests compare
