@@ -38,8 +38,15 @@ SCHEDULES = ("cosine", "constant", "step", "multistep", "onecycle", "plateau")
 METRICS = ("val_acc", "val_loss", "val_f1_macro")
 BALANCES = ("none", "weights", "sampler")
 TTA_CHOICES = ("none", "hflip")  # test-time augmentation (imgcls.models.flip_tta)
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")
+# The spellings systemd's time spans take ("90s", "5min", "1 hour", "2hrs"), plus days.
+_DURATION_UNITS = {
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
+_CLOCK = re.compile(r"(?:(\d+):)?(\d+):(\d{1,2}(?:\.\d*)?)")  # 1:30:00, 90:00
 
 
 @dataclass
@@ -230,12 +237,20 @@ class TrainConfig:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in "90s", "10m", "1h", "1h30m", "1.5h" or a bare number of seconds."""
+    """Seconds in "90s", "10m", "1h", "1h30m", "1.5h", "5 minutes", "1:30:00" (h:mm:ss),
+    "90:00" (m:ss) or a bare number of seconds."""
     cleaned = text.strip().lower()
-    parts = _DURATION.findall(cleaned)
-    if not cleaned or _DURATION.sub("", cleaned).strip() or not parts:
-        raise UserError(f"--time-budget {text!r} is not a duration; write e.g. 90s, 10m, 1h30m")
-    seconds = sum(float(number) * _DURATION_UNITS[unit or "s"] for number, unit in parts)
+    clock = _CLOCK.fullmatch(cleaned)
+    if clock:
+        hours, minutes, secs = clock.groups()
+        seconds = float(hours or 0) * 3600 + float(minutes) * 60 + float(secs)
+    else:
+        parts = _DURATION.findall(cleaned)
+        known = all(unit in _DURATION_UNITS for _, unit in parts)
+        if not cleaned or _DURATION.sub("", cleaned).strip() or not parts or not known:
+            raise UserError(f"--time-budget {text!r} is not a duration; write e.g. 90s, 10m, "
+                            "1h30m, 1.5h or 1:30:00")
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
     if seconds <= 0:
         raise UserError(f"--time-budget must be positive; got {text!r}")
     return seconds

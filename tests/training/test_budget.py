@@ -18,13 +18,15 @@ from imgcls.training.schedule import Schedule
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("1.5h", 5400), ("45", 45),
-    (" 2M ", 120), ("1m 30s", 90),
+    (" 2M ", 120), ("1m 30s", 90), ("5 minutes", 300), ("10min", 600), ("2hrs", 7200),
+    ("1 hour 15 min", 4500), (".5h", 1800), ("1:30:00", 5400), ("90:00", 5400), ("0:45", 45),
 ])
 def test_durations_parse(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "abc", "10x", "-5m", "0s", "m", "5 minutes"])
+@pytest.mark.parametrize("text", ["", "abc", "10x", "-5m", "0s", "m", "5 mins later", "1:2:3:4",
+                                  "0:00", "10 fortnights", "1e3", "1:75x"])
 def test_a_bad_duration_is_a_user_error_naming_the_flag(text: str) -> None:
     with pytest.raises(UserError, match="--time-budget"):
         parse_duration(text)
