@@ -209,7 +209,7 @@ class TrainConfig:
                 f"known settings: {', '.join(sorted(known))}"
             )
         recipe = values.get("recipe")
-        if recipe not in (None, "none"):
+        if recipe is not None and str(recipe).strip().lower() != "none":
             from imgcls.recipes import load_recipe
 
             values = {**load_recipe(recipe), **values}

@@ -14,7 +14,7 @@ import imgcls
 from imgcls.cli import build_parser
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.recipes import list_recipes, load_recipe
+from imgcls.recipes import list_recipes, load_recipe, recipe_name
 from imgcls.training import auto_model
 from imgcls.training.auto_model import choose
 from imgcls.training.components import architecture_of, resolve_tta
@@ -53,9 +53,21 @@ def test_every_recipe_is_a_valid_config_that_opens_with_its_evidence() -> None:
         assert text.startswith("#") and "Evidence" in text.split("\n\n")[0], name
 
 
-def test_an_unknown_recipe_names_the_known_ones() -> None:
+@pytest.mark.parametrize("given", ["nope", "", "vgg", "resnet18", "../recipes/x.yaml", 5])
+def test_an_unknown_recipe_names_the_known_ones(given: object) -> None:
     with pytest.raises(UserError, match="vgg_small-small-images"):
-        TrainConfig.from_dict({"recipe": "nope"})
+        TrainConfig.from_dict({"recipe": given})
+
+
+@pytest.mark.parametrize(("given", "name"), [
+    ("vgg_small-small-images", "vgg_small-small-images"),
+    ("VGG_small-small-images.yaml", "vgg_small-small-images"),
+    ("vgg_small", "vgg_small-small-images"),  # a network's name: its recipe
+    ("densenet_bc_100", "densenet_bc_40-small-images"),
+])
+def test_a_recipe_by_file_name_or_network(given: str, name: str) -> None:
+    assert recipe_name(given) == name
+    assert load_recipe(given) == load_recipe(name)
 
 
 def test_flags_override_a_named_recipe() -> None:

@@ -40,11 +40,23 @@ def list_recipes() -> list[str]:
                   .iterdir() if entry.name.endswith(".yaml"))
 
 
-def load_recipe(name: str) -> dict[str, Any]:
-    """A recipe's settings by name."""
-    if name not in list_recipes():
-        raise UserError(f"unknown recipe {name!r}; known recipes: {', '.join(list_recipes())} "
-                        f"(--recipe; or -c FILE for a file of your own)")
+def recipe_name(given: object) -> str:
+    """The recipe `given` names: its own name, with or without .yaml and in any case, or a
+    network's name for that network's recipe (`--recipe vgg_small`)."""
+    known = list_recipes()
+    cleaned = str(given).strip().lower().removesuffix(".yaml")
+    if cleaned in known:
+        return cleaned
+    if cleaned in DEFAULTS and DEFAULTS[cleaned] in known:
+        return DEFAULTS[cleaned]
+    raise UserError(f"unknown recipe {given!r}; known recipes: {', '.join(known)}, or a "
+                    f"network's name for its recipe ({', '.join(sorted(DEFAULTS))}) "
+                    f"(--recipe; or -c FILE for a file of your own)")
+
+
+def load_recipe(given: object) -> dict[str, Any]:
+    """A recipe's settings by name (see recipe_name)."""
+    name = recipe_name(given)
     text = resources.files(__name__).joinpath(f"{name}.yaml").read_text()
     settings = yaml.safe_load(text) or {}
     leaked = sorted(set(settings) & NOT_IN_RECIPES)
