@@ -23,9 +23,9 @@ CPU = torch.device("cpu")
 
 
 def _choose(monkeypatch: pytest.MonkeyPatch, budget_s: float | None, image_size: int = 28,
-            rate: float = 2600.0) -> auto_model.Choice:
+            rate: float = 2600.0, train_images: int = 54_000) -> auto_model.Choice:
     monkeypatch.setattr(auto_model, "training_rate", lambda *args, **kwargs: rate)
-    return choose(image_size=image_size, channels=1, num_classes=10, train_images=54_000,
+    return choose(image_size=image_size, channels=1, num_classes=10, train_images=train_images,
                   budget_seconds=budget_s, device=CPU, precision="auto")
 
 
@@ -112,6 +112,18 @@ def test_a_budget_of_few_full_width_epochs_trains_half_width(monkeypatch) -> Non
     # Ten minutes there: 6 epochs of width 1, 20 of width 0.5.
     assert _choose(monkeypatch, 600, rate=655).width == 0.5
     assert _choose(monkeypatch, 1200, rate=655).width is None  # 12 of width 1, 5 of 1.5
+
+
+def test_a_small_data_set_needs_enough_steps_not_only_epochs(monkeypatch) -> None:
+    # digits: 1,437 training images, 12 steps an epoch; vgg_small at 1,040 images/s.
+    # 37 s buy ~10 epochs of width 1.5 (what epochs alone chose; 72 steps of it scored 0.23),
+    # 120 steps: too few. Width 1 gets ~23 epochs, 270 steps.
+    assert _choose(monkeypatch, 37, rate=1040, train_images=1437).width is None
+    # 5 s: 10 epochs of width 0.5 by the estimate, 120 steps: lenet5.
+    tiny = _choose(monkeypatch, 5, rate=1040, train_images=1437)
+    assert tiny.model == "lenet5" and "120 steps" in tiny.reason
+    # A minute: ~40 epochs of width 1.5, ~480 steps: enough.
+    assert _choose(monkeypatch, 60, rate=1040, train_images=1437).width == 1.5
 
 
 def test_a_budget_too_short_for_two_epochs_of_half_width_vgg_small_trains_lenet5(

@@ -11,6 +11,8 @@ Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,8 +49,16 @@ WIDTH_LADDER: tuple[tuple[float, float], ...] = (
 # there the epochs this estimates for it (and prints) are high: the choice stands, since it
 # rests on width 1's epochs, measured, except near the LeNet-5 cut (a budget of ~30 s).
 NARROW_COST_EXPONENT = 1.7
-# The share of a budget that goes to training steps (the rest: start, loading, evaluation).
+# The share of what is left of a budget that goes to training steps (the rest: validation,
+# the final evaluation, saving).
 TRAINING_SHARE = 0.85
+# vgg_small needs this many optimizer steps at any width, whatever the epochs: on digits
+# (1,437 training images, 12 steps an epoch at the recipe's batch of 128), 6 epochs (72 steps)
+# scored 0.26-0.95 at widths 1 and 1.5 over 2 seeds each, 10 epochs (120 steps) of width 1
+# 0.989-0.994 over 4, 12 epochs of width 0.5 0.989-1.0; a 20 s budget chose width 1.5 by
+# epochs alone and scored 0.23 where lenet5 scored 0.989.
+MIN_STEPS = 150
+BATCH_SIZE = 128  # the vgg_small and lenet5 recipes' batch, where --batch-size is not given
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class Choice:
 def choose(
     *, image_size: int, channels: int, num_classes: int, train_images: int,
     budget_seconds: float | None, device: torch.device, precision: str,
+    batch_size: int = BATCH_SIZE,
 ) -> Choice:
     if not is_small_input(image_size):
         return Choice(PHOTO_MODEL, None, f"{image_size} px images")
@@ -70,14 +81,23 @@ def choose(
                          num_classes=num_classes, device=device, precision=precision)
     full_width_epochs = budget_seconds * TRAINING_SHARE * rate / max(1, train_images)
 
+    steps_per_epoch = math.ceil(max(1, train_images) / batch_size)
+
     def affordable(width: float) -> float:
         return full_width_epochs / relative_cost(width)
 
+    def enough(width: float, epochs_needed: float) -> bool:
+        epochs = affordable(width)
+        return epochs >= max(epochs_needed, MIN_EPOCHS) and epochs * steps_per_epoch >= MIN_STEPS
+
     narrowest = WIDTH_LADDER[0][0]
-    if affordable(narrowest) < MIN_EPOCHS and image_size >= get_spec(TINY_MODEL).min_size:
-        return Choice(TINY_MODEL, None, f"only {affordable(narrowest):.1f} epochs of "
-                                        f"{SMALL_IMAGE_MODEL} --width {narrowest:g} fit the budget")
-    width = max(candidate for candidate, needed in WIDTH_LADDER if affordable(candidate) >= needed)
+    if not enough(narrowest, 0.0) and image_size >= get_spec(TINY_MODEL).min_size:
+        steps = affordable(narrowest) * steps_per_epoch
+        return Choice(TINY_MODEL, None, f"only {affordable(narrowest):.1f} epochs "
+                                        f"({steps:.0f} steps) of {SMALL_IMAGE_MODEL} "
+                                        f"--width {narrowest:g} fit the budget")
+    width = max([candidate for candidate, needed in WIDTH_LADDER if enough(candidate, needed)],
+                default=narrowest)
     return Choice(SMALL_IMAGE_MODEL, None if width == 1.0 else width,
                   f"about {affordable(width):.0f} epochs of {train_images:,} images fit the budget")
 
@@ -104,18 +124,23 @@ def training_rate(
 
 
 def resolve_auto_model(
-    config: TrainConfig, data: PreparedData, device: torch.device, console: Console
+    config: TrainConfig, data: PreparedData, device: torch.device, console: Console,
+    started: float | None = None,
 ) -> None:
-    """Resolve --model auto in place (config.yaml then records the choice)."""
+    """Resolve --model auto in place (config.yaml then records the choice). With a
+    --time-budget that began at `started` (time.time()), what is left of it decides."""
     image_set = data.image_set
     if config.pretrained:  # ImageNet weights exist for the torchvision networks only
         config.model = PHOTO_MODEL
         console.print(f"model auto: {PHOTO_MODEL} (--pretrained)")
         return
     budget = parse_duration(config.time_budget) if config.time_budget else None
+    if budget is not None and started is not None:  # starting and loading took their share
+        budget = max(0.0, budget - (time.time() - started))
     choice = choose(image_size=image_set.image_size, channels=image_set.channels,
                     num_classes=len(image_set.class_names), train_images=len(data.split.train),
-                    budget_seconds=budget, device=device, precision=config.precision)
+                    budget_seconds=budget, device=device, precision=config.precision,
+                    batch_size=config.batch_size or BATCH_SIZE)
     config.model, config.width = choice.model, config.width or choice.width
     width = f" --width {choice.width:g}" if choice.width else ""
     console.print(f"model auto: {choice.model}{width} ({choice.reason})")

@@ -68,10 +68,11 @@ class Components:
 
 def build_components(
     config: TrainConfig, run_dir: Path, console: Console, *, reuse_split: bool = False,
-    info: Distributed | None = None,
+    info: Distributed | None = None, started: float | None = None,
 ) -> Components:
     """Threads, determinism, seeds, data, --model auto, the default recipe, the runtime
-    choices, the network and its optimizer. Resolves `config` in place (model, recipe)."""
+    choices, the network and its optimizer. Resolves `config` in place (model, recipe).
+    `started`: when a --time-budget began (what is left of it picks the auto model)."""
     info = info or Distributed()
     set_threads(config.threads)
     set_determinism(config.deterministic)
@@ -85,7 +86,7 @@ def build_components(
     data = prepare_data(config, run_dir, console, reuse_split=reuse_split,
                         write_files=info.is_main)
     if config.model == AUTO:
-        resolve_auto_model(config, data, device, console)
+        resolve_auto_model(config, data, device, console, started)
     if config.recipe is None:
         apply_default_recipe(config, data.image_set.image_size, console)
     resolve_tta(config, data.image_set, console)

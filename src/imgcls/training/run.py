@@ -114,10 +114,12 @@ def assemble(
     console: Console,
     resume_state: dict[str, Any] | None,
     info: Distributed | None = None,
+    started: float | None = None,
 ) -> Run:
+    """The run `config` describes; `started` (time.time()) is when a --time-budget began."""
     info = info or Distributed()
     parts = build_components(config, run_dir, console, reuse_split=resume_state is not None,
-                             info=info)
+                             info=info, started=started)
     data, model, device = parts.data, parts.model, parts.runtime.device
     # A streamed data set is decoded batch by batch in the loop, never held whole.
     train_images = (None if data.streaming

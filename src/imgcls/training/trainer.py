@@ -84,7 +84,8 @@ def train(
     # Rank 0 picks the directory (runs/x-2 when runs/x exists); every rank uses that one.
     run_dir = Path(distributed.share(str(run_dir), info))
     config.output = str(run_dir)
-    run = assemble(config, run_dir, _console(console, info), resume_state=None, info=info)
+    run = assemble(config, run_dir, _console(console, info), resume_state=None, info=info,
+                   started=started)
     run.on_epoch = on_epoch
     if config.time_budget:
         plan_budget(run, _train_step, started)
