@@ -171,12 +171,7 @@ def compute_floor(dtype: torch.dtype | None, timing: Timing) -> dict:
         for func, inputs, kwargs in recorder.calls:
             func(*inputs, **kwargs)
 
-    replay()  # warm up
-    steps, started = 0, timing.clock()
-    while steps < 2 or timing.clock() - started < timing.seconds:
-        replay()
-        steps += 1
-    floor_rate = steps * BATCH / (timing.clock() - started)
+    floor_rate = timing.rate(replay, BATCH)  # timed like a step: warmed up, >= 2 replays
     print(f"densenet_bc_100 step {step_rate:.1f} images/s; its {len(recorder.calls)} compute "
           f"ops alone {floor_rate:.1f} images/s", flush=True)
     return {"step_images_per_s": step_rate, "compute_ops": len(recorder.calls),

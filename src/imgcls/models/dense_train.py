@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.nn.modules.utils import _pair
 from torchvision.models.densenet import _DenseBlock, _DenseLayer, _Transition
 
 _EPS = 1e-5  # torchvision's DenseNet builds every BatchNorm with the default eps
@@ -137,11 +138,6 @@ def _is_pool_2x2(pool: nn.Module) -> bool:
     return (isinstance(pool, nn.AvgPool2d) and not pool.ceil_mode
             and _pair(pool.kernel_size) == _pair(pool.stride) == (2, 2)
             and _pair(pool.padding) == (0, 0) and pool.divisor_override is None)
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
 
 def _pointwise(conv: nn.Conv2d, maps: Tensor) -> Tensor:
     """A 1x1 convolution of channel-major maps (1, C, N*H, W): one matrix product."""

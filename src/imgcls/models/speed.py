@@ -136,13 +136,14 @@ class Timing:
 
     def training(self, model: nn.Module, batch: RandomBatch, dtype: torch.dtype | None) -> float:
         """Training images/s: train mode, cross-entropy, backward, an SGD step."""
-        return self._rate(_train_step(model, batch, dtype), len(batch.labels))
+        return self.rate(_train_step(model, batch, dtype), len(batch.labels))
 
     def inference(self, model: nn.Module, batch: RandomBatch, dtype: torch.dtype | None) -> float:
         """Inference images/s: eval mode, inference_mode."""
-        return self._rate(_predict_step(model, batch.images, dtype), len(batch.labels))
+        return self.rate(_predict_step(model, batch.images, dtype), len(batch.labels))
 
-    def _rate(self, step: Callable[[], None], batch_size: int) -> float:
+    def rate(self, step: Callable[[], None], batch_size: int) -> float:
+        """Images/s of `step`, which handles `batch_size` images a call."""
         for _ in range(self.warmup_steps):
             step()
         steps, started = 0, self.clock()

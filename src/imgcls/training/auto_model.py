@@ -58,7 +58,7 @@ TRAINING_SHARE = 0.85
 # 0.989-0.994 over 4, 12 epochs of width 0.5 0.989-1.0; a 20 s budget chose width 1.5 by
 # epochs alone and scored 0.23 where lenet5 scored 0.989.
 MIN_STEPS = 150
-BATCH_SIZE = 128  # the vgg_small and lenet5 recipes' batch, where --batch-size is not given
+BATCH_SIZE = 128  # the vgg_small and lenet5 recipes' batch, and TrainConfig's default
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,6 @@ def choose(
     rate = training_rate(SMALL_IMAGE_MODEL, 1.0, image_size=image_size, channels=channels,
                          num_classes=num_classes, device=device, precision=precision)
     full_width_epochs = budget_seconds * TRAINING_SHARE * rate / max(1, train_images)
-
     steps_per_epoch = math.ceil(max(1, train_images) / batch_size)
 
     def affordable(width: float) -> float:
@@ -140,7 +139,7 @@ def resolve_auto_model(
     choice = choose(image_size=image_set.image_size, channels=image_set.channels,
                     num_classes=len(image_set.class_names), train_images=len(data.split.train),
                     budget_seconds=budget, device=device, precision=config.precision,
-                    batch_size=config.batch_size or BATCH_SIZE)
+                    batch_size=config.batch_size)
     config.model, config.width = choice.model, config.width or choice.width
     width = f" --width {choice.width:g}" if choice.width else ""
     console.print(f"model auto: {choice.model}{width} ({choice.reason})")
