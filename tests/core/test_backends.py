@@ -145,7 +145,8 @@ def test_int8_export_prints_agreement_and_refuses_an_impossible_threshold(
     assert "top-1 agreement with fp32" in printed and "accuracy" in printed
     check = json.loads(cache_for(digits_run / "model.safetensors").path("int8.json")
                        .read_text())
-    assert check["passed"] and check["top1_agreement"] > 0.9
+    # 7-bit weights: no CPU's int8 kernels saturate, so this holds on AVX2 as on VNNI
+    assert check["passed"] and check["top1_agreement"] >= 0.98
     int8 = Predictor(digits_run, backend="onnx-int8")
     images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
     assert int8.probabilities(images).shape == (4, 10)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from imgcls.backends.base import Backend
+from imgcls.backends.export_check import PARITY_TOLERANCE
 from imgcls.backends.timing import (
     Timings,
     fastest,
@@ -25,7 +26,6 @@ from imgcls.backends.timing import (
 )
 from imgcls.errors import UserError
 
-PARITY_TOLERANCE = 1e-4  # of probabilities against eager fp32 (int8 is checked on export)
 # A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
 # first load of a big network does not spend minutes on it.
 TIMED_BATCH_CAP = 64

@@ -5,8 +5,10 @@ timings (made by an earlier auto run, which also held it to eager torch's probab
 within 1e-4) chose onnx for every batch size in use; where nothing was timed on this machine
 yet, it runs it for a prediction of at most UNMEASURED_MAX_BATCH images (the export a
 training run cached passed the same parity check, and timing every backend would cost a
-one-image prediction many times what it saves). Anything else, or no cache yet: None, and
-the caller opens the torch Predictor, which builds the cache. Imports neither torch nor the
+one-image prediction many times what it saves). Either way only where the export was checked
+on a CPU of this kind, or passes the stored check here now (export_check.py): a check made on
+another kind of CPU is not trusted unchecked. Anything else, or no cache yet: None, and the
+caller opens the torch Predictor, which builds the cache. Imports neither torch nor the
 backends that need it.
 """
 
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imgcls.backends.cache import cache_for
+from imgcls.backends.export_check import checked_here
 from imgcls.backends.timing import fastest, machine_key, nearest, read_timings
 
 # Untimed, onnxruntime runs predictions of up to this many images: at batch 1 it took 0.12-0.66
@@ -34,7 +37,7 @@ def cached_onnx(model_file: Path, backend: str, batch_sizes: Sequence[int],
     except OSError:
         return None  # nowhere to look: the torch path says what is wrong
     export = cache.path("fp32.onnx")
-    if not export.is_file():
+    if not export.is_file() or not checked_here(cache, threads=threads):
         return None
     if backend == "onnx":
         return export

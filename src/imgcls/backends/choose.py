@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from imgcls.backends.auto import PARITY_TOLERANCE, TIMED_BATCH_CAP, AutoBackend, Factory
+from imgcls.backends.auto import TIMED_BATCH_CAP, AutoBackend, Factory
 from imgcls.backends.base import Backend, BackendInputs
 from imgcls.backends.cache import BackendCache, cache_for
-from imgcls.backends.int8_record import read_check
+from imgcls.backends.export_check import PARITY_TOLERANCE, record_parity
+from imgcls.backends.int8_trust import int8_verdict
 from imgcls.backends.onnx_backend import OnnxBackend
 from imgcls.backends.onnx_file import export_available, write_fp32_onnx
 from imgcls.backends.timing import machine_key
@@ -21,6 +23,7 @@ BACKENDS = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
 DEFAULT_BATCH_SIZES = (1, 256)
 _CPU_ONLY = {"torch-jit", "onnx", "onnx-int8"}  # oneDNN prepacking; onnxruntime's CPU provider
 _PARITY_IMAGES = 4  # seeded random images an explicitly chosen backend is checked on
+_log = logging.getLogger("imgcls")
 
 
 def open_backend(name: str, inputs: BackendInputs, *,
@@ -36,9 +39,12 @@ def open_backend(name: str, inputs: BackendInputs, *,
         return _auto(inputs, batch_sizes)
     if name == "torch":
         return EagerTorch(inputs)
-    backend = _factories(inputs, _LazyCache(inputs))[name]()
+    cache = _LazyCache(inputs)
+    if name == "onnx-int8" and not _int8_trusted(cache.get(), announce=True):
+        name = "onnx"  # refused on this CPU: the fp32 export answers, as the warning said
+    backend = _factories(inputs, cache)[name]()
     if name != "onnx-int8":  # int8 differs by design; its export checked its accuracy
-        check_parity(backend, inputs)
+        check_parity(backend, inputs, cache)
     return backend
 
 
@@ -75,27 +81,37 @@ def fp32_onnx(cache: BackendCache, model_file: Path) -> Path:
 
 def int8_onnx(cache: BackendCache) -> Path:
     """The int8 export, only where `imgcls export --quantize int8` made it and it passed."""
-    path, check = cache.path("int8.onnx"), read_check(cache.path("int8.json"))
-    if check is not None and not check.passed:
-        raise UserError(f"the int8 model failed its accuracy check: {check.describe()}")
-    if check is None or not path.is_file():
-        raise UserError("no int8 model for this model file yet: run `imgcls export MODEL "
-                        "--quantize int8` first")
-    return path
+    int8_verdict(cache, threads=torch.get_num_threads())  # raises where there is none
+    return cache.path("int8.onnx")
+
+
+def _int8_trusted(cache: BackendCache, *, announce: bool) -> bool:
+    """Whether the int8 export may run on this CPU (re-checked here once where it was checked
+    on a CPU of another kind). A refusal is logged; so is a re-check, when `announce`.
+    Raises UserError where there is no int8 export or it failed its export check."""
+    verdict = int8_verdict(cache, threads=torch.get_num_threads())
+    if verdict.reason and (announce or not verdict.usable):
+        _log.warning("imgcls: %s", verdict.reason)
+    return verdict.usable
 
 
 def int8_passed(cache: BackendCache) -> bool:
-    check = read_check(cache.path("int8.json"))
-    return check is not None and check.passed and cache.path("int8.onnx").is_file()
+    """Whether `auto` may time the int8 export: it exists, passed, and holds on this CPU."""
+    try:
+        return _int8_trusted(cache, announce=False)
+    except UserError:
+        return False
 
 
-def check_parity(backend: Backend, inputs: BackendInputs) -> None:
+def check_parity(backend: Backend, inputs: BackendInputs, cache: _LazyCache) -> None:
     pixels = seeded_pixels(inputs, _PARITY_IMAGES)
     expected = EagerTorch(inputs).probabilities(pixels, _PARITY_IMAGES)
     difference = (backend.probabilities(pixels, _PARITY_IMAGES) - expected).abs().max().item()
     if difference > PARITY_TOLERANCE:
         raise UserError(f"--backend {backend.name} gives probabilities {difference:.1e} away "
                         f"from eager torch (more than {PARITY_TOLERANCE:g}); use --backend torch")
+    if backend.name == "onnx":  # what a torch-free prediction re-checks on another CPU kind
+        record_parity(cache.get(), pixels.numpy(), expected.numpy())
 
 
 def seeded_pixels(inputs: BackendInputs, count: int) -> torch.Tensor:

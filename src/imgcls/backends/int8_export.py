@@ -1,6 +1,8 @@
 """`imgcls export --quantize int8`: quantize the model file, compare the int8 model with fp32 on
 the test split, and keep it (in the backend cache, with the check beside it) only when its
-accuracy dropped no more than allowed."""
+accuracy dropped no more than allowed and it agrees with fp32 often enough. The check records
+the quantization scheme and this CPU's kind; up to CHECK_IMAGES of the test images are kept
+with fp32's answers, so a CPU of another kind can check it again (int8_trust.py)."""
 
 from __future__ import annotations
 
@@ -15,31 +17,39 @@ import torch
 from imgcls.artifact import model_file, read_card
 from imgcls.backends.cache import cache_for
 from imgcls.backends.choose import fp32_onnx
-from imgcls.backends.int8_record import Int8Check, write_check
+from imgcls.backends.int8_record import (
+    MIN_AGREEMENT,
+    CheckImages,
+    Int8Check,
+    write_check,
+    write_check_images,
+)
 from imgcls.backends.onnx_backend import OnnxBackend
-from imgcls.backends.quantize import quantize_int8
+from imgcls.backends.quantize import SCHEME, quantize_int8
+from imgcls.cpus import cpu_kind
 from imgcls.errors import UserError
 from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
 
 CALIBRATION_IMAGES = 512  # from the training split, evenly spread over it
+CHECK_IMAGES = 512  # test images kept for a re-check on another CPU: about a second of int8
 EXIT_REFUSED = 2
 
 
 def export_int8_command(args: argparse.Namespace) -> int:
     check, written = export_int8(args.model, data=args.check_data, data_dir=args.data_dir,
-                                 max_accuracy_drop=args.max_accuracy_drop, output=args.output)
+                                 max_accuracy_drop=args.max_accuracy_drop,
+                                 min_agreement=args.min_agreement, output=args.output)
     print(check.describe())
+    print(f"quantization: {check.scheme}")
     if written is None:
-        print(f"imgcls: refusing the int8 model: test accuracy dropped "
-              f"{check.accuracy_drop_points:.2f} points, more than --max-accuracy-drop "
-              f"{check.max_accuracy_drop:g}", file=sys.stderr)
+        print(f"imgcls: refusing the int8 model: {refusal(check)}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"exported int8 onnx to {written} (--backend onnx-int8 runs it)")
     return 0
 
 
 def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | None,
-                max_accuracy_drop: float,
+                max_accuracy_drop: float, min_agreement: float = MIN_AGREEMENT,
                 output: str | Path | None = None) -> tuple[Int8Check, Path | None]:
     """The check, and the int8 file written (None when refused)."""
     file = model_file(model_path)
@@ -55,16 +65,22 @@ def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | Non
     int8_path = quantize_int8(fp32_onnx(cache, file), cache.path("int8.onnx"),
                               images[torch.as_tensor(spread(train, CALIBRATION_IMAGES))])
     int8 = OnnxBackend(int8_path, "onnx-int8", threads=torch.get_num_threads())
-    int8_probabilities = int8.probabilities(images[torch.as_tensor(fp32.indices)], 256).numpy()
+    test_images = images[torch.as_tensor(fp32.indices)]
+    int8_probabilities = int8.probabilities(test_images, 256).numpy()
     check = Int8Check(
         samples=len(labels), data=fp32.metrics["data"],
         top1_agreement=float(np.mean(int8_probabilities.argmax(1)
                                      == fp32.probabilities.argmax(1))),
         fp32_accuracy=accuracy(fp32.probabilities, labels),
         int8_accuracy=accuracy(int8_probabilities, labels),
-        max_accuracy_drop=max_accuracy_drop, calibration_images=min(len(train),
-                                                                    CALIBRATION_IMAGES),
+        max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
+        calibration_images=min(len(train), CALIBRATION_IMAGES),
+        scheme=SCHEME, cpu_kind=cpu_kind(),
     )
+    kept = spread(np.arange(len(labels)), CHECK_IMAGES)
+    write_check_images(cache.path("int8.check.npz"), CheckImages(
+        test_images[torch.as_tensor(kept)].numpy(), np.asarray(labels)[kept],
+        fp32.probabilities[kept].astype(np.float32)))
     write_check(cache.path("int8.json"), check)
     if not check.passed:
         int8_path.unlink(missing_ok=True)  # auto and --backend onnx-int8 must not find it
@@ -80,6 +96,15 @@ def spread(indices: np.ndarray, count: int) -> np.ndarray:
     if len(indices) <= count:
         return indices
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+
+
+def refusal(check: Int8Check) -> str:
+    """Which threshold the check missed, naming its flag."""
+    if check.top1_agreement < check.min_agreement:
+        return (f"top-1 agreement with fp32 {check.top1_agreement:.2%}, below "
+                f"--min-agreement {check.min_agreement:g}")
+    return (f"test accuracy dropped {check.accuracy_drop_points:.2f} points, more than "
+            f"--max-accuracy-drop {check.max_accuracy_drop:g}")
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:

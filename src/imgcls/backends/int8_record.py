@@ -1,13 +1,19 @@
-"""The outcome of `imgcls export --quantize int8`'s accuracy check, kept beside the int8 file:
-`auto` may run the int8 model only where it passed, and `--backend onnx-int8` only then."""
+"""The outcome of `imgcls export --quantize int8`'s accuracy check, kept beside the int8 file
+(`int8.json`), with the re-checks made since on CPUs of other kinds: `auto` may run the int8
+model, and `--backend onnx-int8` does, only where a check passed on this CPU's kind
+(int8_trust.py). Beside it, `int8.check.npz` holds the images a re-check runs on."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from imgcls.files import write_json
+import numpy as np
+
+from imgcls.files import atomic_path, write_json
+
+MIN_AGREEMENT = 0.98  # top-1 agreement with fp32 an int8 model needs by default
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,9 @@ class Int8Check:
     int8_accuracy: float
     max_accuracy_drop: float  # the threshold, in percentage points
     calibration_images: int
+    min_agreement: float = 0.0  # the threshold on top1_agreement (records before it: none)
+    scheme: str = ""  # how it was quantized (quantize.SCHEME); "" from an earlier imgcls
+    cpu_kind: str = ""  # where the int8 model ran for this check (cpus.cpu_kind); "" unknown
 
     @property
     def accuracy_drop_points(self) -> float:
@@ -26,28 +35,92 @@ class Int8Check:
 
     @property
     def passed(self) -> bool:
-        return self.accuracy_drop_points <= self.max_accuracy_drop
+        return (self.accuracy_drop_points <= self.max_accuracy_drop
+                and self.top1_agreement >= self.min_agreement)
 
     def describe(self) -> str:
         agreeing = round(self.top1_agreement * self.samples)
         change = self.int8_accuracy - self.fp32_accuracy
-        return (f"int8 check on {self.samples} {self.data} test images: top-1 agreement with "
-                f"fp32 {agreeing}/{self.samples} ({self.top1_agreement:.2%}), accuracy "
+        where = f" on {self.cpu_kind}" if self.cpu_kind else ""
+        return (f"int8 check{where} on {self.samples} {self.data} test images: top-1 agreement "
+                f"with fp32 {agreeing}/{self.samples} ({self.top1_agreement:.2%}), accuracy "
                 f"{self.fp32_accuracy:.2%} fp32 -> {self.int8_accuracy:.2%} int8 "
-                f"({change * 100:+.2f} points; allowed drop {self.max_accuracy_drop:g})")
+                f"({change * 100:+.2f} points; allowed drop {self.max_accuracy_drop:g}, "
+                f"agreement at least {self.min_agreement:.0%})")
+
+
+@dataclass(frozen=True)
+class Int8Record:
+    export: Int8Check  # the check `imgcls export --quantize int8` made
+    rechecks: dict[str, Int8Check]  # cpu kind -> the re-check made on a CPU of that kind
+
+    def on(self, kind: str) -> Int8Check | None:
+        """The check that holds for CPUs of `kind`, if one was made there."""
+        return self.export if self.export.cpu_kind == kind else self.rechecks.get(kind)
+
+
+@dataclass(frozen=True)
+class CheckImages:
+    """What a re-check compares: test images, their labels and fp32's probabilities."""
+
+    images: np.ndarray  # uint8 [N, C, H, W]
+    labels: np.ndarray  # int [N]
+    fp32: np.ndarray  # float32 [N, K], eager torch's at export
 
 
 def write_check(path: Path, check: Int8Check) -> None:
-    write_json(path, {**asdict(check), "passed": check.passed})
+    """A new export's record: the re-checks of an earlier int8 file no longer hold."""
+    _write(path, Int8Record(check, {}))
+
+
+def add_recheck(path: Path, check: Int8Check) -> None:
+    record = read_record(path)
+    if record is not None:
+        _write(path, Int8Record(record.export, {**record.rechecks, check.cpu_kind: check}))
 
 
 def read_check(path: Path) -> Int8Check | None:
-    """The recorded check, or None when there is none (or it cannot be read)."""
+    """The export's check, or None when there is none (or it cannot be read)."""
+    record = read_record(path)
+    return None if record is None else record.export
+
+
+def read_record(path: Path) -> Int8Record | None:
     if not path.is_file():
         return None
     try:
         document = json.loads(path.read_text())
-        document.pop("passed", None)
-        return Int8Check(**document)
-    except (OSError, ValueError, TypeError):
+        rechecks = document.pop("rechecks", {})
+        return Int8Record(_check(document),
+                          {kind: _check(check) for kind, check in rechecks.items()})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
+
+
+def write_check_images(path: Path, images: CheckImages) -> None:
+    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        np.savez_compressed(stream, images=images.images, labels=images.labels,
+                            fp32=images.fp32)
+
+
+def read_check_images(path: Path) -> CheckImages | None:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return CheckImages(stored["images"], stored["labels"], stored["fp32"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def with_kind(check: Int8Check, kind: str) -> Int8Check:
+    return replace(check, cpu_kind=kind)
+
+
+def _check(document: dict) -> Int8Check:
+    names = {field.name for field in fields(Int8Check)}
+    return Int8Check(**{key: value for key, value in document.items() if key in names})
+
+
+def _write(path: Path, record: Int8Record) -> None:
+    write_json(path, {**asdict(record.export), "passed": record.export.passed,
+                      "rechecks": {kind: {**asdict(check), "passed": check.passed}
+                                   for kind, check in record.rechecks.items()}})

@@ -1,8 +1,10 @@
 """How long each backend takes per batch on this machine: measured once, kept in a JSON
 file in the model's cache, `{machine: {backend: {batch size: ms}}}`.
 
-The machine key holds what the ranking depends on: the CPU model, the thread count and the
-torch / onnxruntime versions; another machine (or `--threads`) measures again.
+The machine key holds what the ranking depends on: the CPU model and its kernel-deciding
+instruction sets (two "AMD EPYC" VMs, one with AVX512 and VNNI and one with AVX2 only, rank
+the backends differently), any limit set on torch's kernels, the thread count and the torch /
+onnxruntime versions; another machine (or `--threads`) measures again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from imgcls.cpus import cpu_kind, isa_limits
 from imgcls.files import write_json
 
 Timings = dict[str, dict[int, float]]  # backend -> batch size -> median ms per batch
@@ -24,8 +27,9 @@ MIN_RUNS, BUDGET_S = 3, 1.0  # per backend and batch size, after one warm-up run
 def machine_key(threads: int) -> str:
     # Versions from the installed metadata, not by importing: a torch-free prediction
     # (cached_onnx.py) reads this key too.
-    return (f"{cpu_model()} | {threads} threads | torch {_installed('torch')} | "
-            f"onnxruntime {_installed('onnxruntime')}")
+    limits = f" | {isa_limits()}" if isa_limits() else ""
+    return (f"{cpu_model()} | {cpu_kind()}{limits} | {threads} threads | "
+            f"torch {_installed('torch')} | onnxruntime {_installed('onnxruntime')}")
 
 
 def _installed(package: str) -> str:

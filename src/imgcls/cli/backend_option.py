@@ -32,3 +32,6 @@ def add_quantize_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS",
                          help="refuse the int8 model (exit 2) when its test accuracy is this "
                               "many percentage points below fp32's (default: 1)")
+    command.add_argument("--min-agreement", type=float, default=0.98, metavar="FRACTION",
+                         help="refuse the int8 model (exit 2) when it gives fp32's top-1 class "
+                              "on fewer than this fraction of the test images (default: 0.98)")
