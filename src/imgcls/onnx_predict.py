@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from imgcls.backends.cached_onnx import cached_onnx
+from imgcls.backends.int8_embedded import refuse_if_untrusted
 from imgcls.data.pixels import BadImageError, DecodeBudget, decode_file, to_uint8_array
 from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
@@ -34,6 +35,7 @@ class OnnxPredictor:
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.runner = OnnxRunner(path, threads=threads)
+        refuse_if_untrusted(self.runner)  # an int8 file checked on a CPU of another kind
         self.card = ModelCard.from_header(self.runner.imgcls_header(), origin=str(path))
         self.class_names: list[str] = self.card.class_names
         self.channels: int = self.card.input.channels

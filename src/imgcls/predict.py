@@ -17,6 +17,7 @@ from PIL import Image
 
 from imgcls.artifact import load_model, model_file
 from imgcls.backends import DEFAULT_BATCH_SIZES, Backend, BackendInputs, open_backend
+from imgcls.backends.int8_embedded import refuse_if_untrusted
 from imgcls.data.decode import BadImageError, DecodeBudget, decode_file, to_uint8_chw
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
@@ -35,6 +36,7 @@ class OnnxModel:
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.runner = OnnxRunner(path, threads=threads or torch.get_num_threads())
+        refuse_if_untrusted(self.runner)  # an int8 file checked on a CPU of another kind
         self.card = ModelCard.from_header(self.runner.imgcls_header(), origin=str(path))
 
     def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

@@ -163,3 +163,43 @@ def test_a_cached_fp32_export_checked_on_another_cpu_kind_is_checked_here_withou
     for backend in ("onnx", "auto"):  # this CPU disagrees with the stored answers
         assert cached_onnx(model, backend, (1,), threads=1) is None
     assert OTHER_KIND in checked.read_text() and cpu_kind() not in checked.read_text()
+
+
+@pytest.mark.slow
+def test_an_int8_file_exported_on_its_own_carries_its_check_and_refuses_a_failing_cpu(
+        int8_run: Path, tmp_path: Path) -> None:
+    from imgcls.backends.int8_embedded import METADATA_KEY
+    from imgcls.errors import UserError
+    from imgcls.onnx_predict import OnnxPredictor
+
+    file = tmp_path / "digits.int8.onnx"
+    check, written = export_int8(int8_run, data="digits", data_dir=None, max_accuracy_drop=1.0,
+                                 output=file)
+    assert written == file and check.passed
+    assert Predictor(file).onnx is not None and OnnxPredictor(file).class_names  # this CPU
+
+    def rewrite(change_check: dict, roll: int) -> Path:
+        import base64
+        import io
+
+        model = onnx.load(str(file))
+        prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+        document = json.loads(prop.value)
+        document["check"].update(change_check)
+        with np.load(io.BytesIO(base64.b64decode(document["images"]))) as stored:
+            buffer = io.BytesIO()
+            np.savez(buffer, images=stored["images"], labels=stored["labels"],
+                     fp32=np.roll(stored["fp32"], roll, axis=1))
+        document["images"] = base64.b64encode(buffer.getvalue()).decode()
+        prop.value = json.dumps(document)
+        target = tmp_path / f"rewritten-{roll}.onnx"
+        onnx.save(model, str(target))
+        return target
+
+    assert OnnxPredictor(rewrite({"cpu_kind": OTHER_KIND}, 0)).class_names  # re-checked: holds
+    refused = rewrite({"cpu_kind": OTHER_KIND}, 1)
+    for opener in (OnnxPredictor, Predictor):
+        with pytest.raises(UserError, match="int8 model refused on this CPU") as error:
+            opener(refused)
+        assert "\n" not in str(error.value) and OTHER_KIND in str(error.value)
+    assert OnnxPredictor(rewrite({}, 1)).class_names  # checked on this very kind: trusted

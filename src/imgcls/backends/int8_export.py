@@ -7,7 +7,6 @@ with fp32's answers, so a CPU of another kind can check it again (int8_trust.py)
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from imgcls.artifact import model_file, read_card
 from imgcls.backends.cache import cache_for
 from imgcls.backends.choose import fp32_onnx
+from imgcls.backends.int8_embedded import write_with_check
 from imgcls.backends.int8_record import (
     MIN_AGREEMENT,
     CheckImages,
@@ -78,16 +78,15 @@ def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | Non
         scheme=SCHEME, cpu_kind=cpu_kind(),
     )
     kept = spread(np.arange(len(labels)), CHECK_IMAGES)
-    write_check_images(cache.path("int8.check.npz"), CheckImages(
-        test_images[torch.as_tensor(kept)].numpy(), np.asarray(labels)[kept],
-        fp32.probabilities[kept].astype(np.float32)))
+    stored = CheckImages(test_images[torch.as_tensor(kept)].numpy(), np.asarray(labels)[kept],
+                         fp32.probabilities[kept].astype(np.float32))
+    write_check_images(cache.path("int8.check.npz"), stored)
     write_check(cache.path("int8.json"), check)
     if not check.passed:
         int8_path.unlink(missing_ok=True)  # auto and --backend onnx-int8 must not find it
         return check, None
-    if output is not None:
-        shutil.copyfile(int8_path, output)
-        return check, Path(output)
+    if output is not None:  # a file on its own: its check travels inside it
+        return check, write_with_check(int8_path, Path(output), check, stored)
     return check, int8_path
 
 

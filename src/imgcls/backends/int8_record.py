@@ -91,8 +91,8 @@ def read_record(path: Path) -> Int8Record | None:
     try:
         document = json.loads(path.read_text())
         rechecks = document.pop("rechecks", {})
-        return Int8Record(_check(document),
-                          {kind: _check(check) for kind, check in rechecks.items()})
+        return Int8Record(check_from(document),
+                          {kind: check_from(check) for kind, check in rechecks.items()})
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
@@ -111,11 +111,17 @@ def read_check_images(path: Path) -> CheckImages | None:
         return None
 
 
-def with_kind(check: Int8Check, kind: str) -> Int8Check:
-    return replace(check, cpu_kind=kind)
+def rechecked(check: Int8Check, int8: np.ndarray, stored: CheckImages, kind: str) -> Int8Check:
+    """`check` made again on a CPU of `kind`: int8's probabilities `int8` on `stored`."""
+    answers, fp32 = int8.argmax(1), stored.fp32.argmax(1)
+    return replace(check, samples=len(stored.labels), cpu_kind=kind,
+                   top1_agreement=float(np.mean(answers == fp32)),
+                   fp32_accuracy=float(np.mean(fp32 == stored.labels)),
+                   int8_accuracy=float(np.mean(answers == stored.labels)))
 
 
-def _check(document: dict) -> Int8Check:
+def check_from(document: dict) -> Int8Check:
+    """A check read back from its JSON (fields an earlier or later imgcls wrote, ignored)."""
     names = {field.name for field in fields(Int8Check)}
     return Int8Check(**{key: value for key, value in document.items() if key in names})
 

@@ -10,9 +10,7 @@ passed for this kind, the caller predicts in fp32 and says why in one line. Torc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
-import numpy as np
+from dataclasses import dataclass
 
 from imgcls.backends.cache import BackendCache
 from imgcls.backends.int8_record import (
@@ -21,6 +19,7 @@ from imgcls.backends.int8_record import (
     add_recheck,
     read_check_images,
     read_record,
+    rechecked,
 )
 from imgcls.cpus import cpu_kind
 from imgcls.errors import UserError
@@ -65,12 +64,7 @@ def recheck(cache: BackendCache, record: Int8Record, kind: str, *,
         return None
     runner = OnnxRunner(cache.path("int8.onnx"), threads=threads,
                         broken_hint="export it again with `imgcls export MODEL --quantize int8`")
-    int8 = runner.probabilities(stored.images, 256).argmax(1)
-    fp32 = stored.fp32.argmax(1)
-    return replace(record.export, samples=len(stored.labels), cpu_kind=kind,
-                   top1_agreement=float(np.mean(int8 == fp32)),
-                   fp32_accuracy=float(np.mean(fp32 == stored.labels)),
-                   int8_accuracy=float(np.mean(int8 == stored.labels)))
+    return rechecked(record.export, runner.probabilities(stored.images), stored, kind)
 
 
 def _refusal(check: Int8Check, record: Int8Record) -> str:
