@@ -45,13 +45,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", default="/tmp/imgcls-bench-int8")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--no-emulation", action="store_true",
+                        help="skip the checks under qemu (minutes for resnet18)")
     parser.add_argument("--worker", nargs=2, metavar=("NPZ", "JSON"),
                         help=argparse.SUPPRESS)  # the torch-free check run under qemu
     args = parser.parse_args()
     if args.worker:
         return check_worker(Path(args.worker[0]), Path(args.worker[1]))
+    import logging
+
     import torch
 
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's advice on every quantization
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).parent))
     from machine import describe
@@ -94,7 +99,8 @@ def bench_model(name: str, runs: Path, args: argparse.Namespace) -> dict:
     result = {"test_images": len(test), "fp32_accuracy": accuracy(fp32.probabilities,
                                                                    fp32.labels),
               "this_cpu": run_checks(folder, emulate=False),
-              "avx2_emulated": run_checks(folder, emulate=True),
+              "avx2_emulated": ("not run: --no-emulation" if args.no_emulation
+                                else run_checks(folder, emulate=True)),
               "batch_256_ms": time_schemes(fp32.predictor, files, test, args)}
     shutil.rmtree(folder)
     return result

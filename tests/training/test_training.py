@@ -124,3 +124,17 @@ def test_resume_continues_to_more_epochs(digits_run: Path, tmp_path: Path) -> No
 def test_one_hot() -> None:
     encoded = imgcls.one_hot([2, 0], 3)
     assert encoded.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+
+
+@pytest.mark.slow
+def test_auto_precision_is_chosen_again_on_each_machine(tmp_path: Path) -> None:
+    """config.yaml keeps `precision: auto`, not what this CPU picked (bf16 where it runs bf16
+    natively): `-c config.yaml` or resume on an AVX2-only CPU must not inherit bf16 there."""
+    from imgcls.runtime import cpu_runs_bf16
+
+    run_dir = tmp_path / "auto"
+    imgcls.train(data="digits", model="vgg_small", width=0.25, epochs=0.2, batch_size=64,
+                 output=str(run_dir), show_progress=False)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["precision"] == "auto"
+    metadata = imgcls.load(run_dir).metadata
+    assert metadata["runtime"]["precision"] == ("bf16" if cpu_runs_bf16() else "fp32")
