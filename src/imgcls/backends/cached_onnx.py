@@ -5,9 +5,10 @@ timings (made by an earlier auto run, which also held it to eager torch's probab
 within 1e-4) chose onnx for every batch size in use; where nothing was timed on this machine
 yet, it runs it for a prediction of at most UNMEASURED_MAX_BATCH images (the export a
 training run cached passed the same parity check, and timing every backend would cost a
-one-image prediction many times what it saves). Either way only where the export was checked
-on a CPU of this kind, or passes the stored check here now (export_check.py): a check made on
-another kind of CPU is not trusted unchecked. Anything else, or no cache yet: None, and the
+one-image prediction many times what it saves). Timings are kept per CPU kind (timing.py);
+without them (and for `--backend onnx`) the export runs only where it was checked on a CPU of
+this kind, or passes the stored check here now (export_check.py): a check made on another
+kind of CPU is not trusted unchecked. Anything else, or no cache yet: None, and the
 caller opens the torch Predictor, which builds the cache. Imports neither torch nor the
 backends that need it.
 """
@@ -37,13 +38,14 @@ def cached_onnx(model_file: Path, backend: str, batch_sizes: Sequence[int],
     except OSError:
         return None  # nowhere to look: the torch path says what is wrong
     export = cache.path("fp32.onnx")
-    if not export.is_file() or not checked_here(cache, threads=threads):
+    if not export.is_file():
         return None
-    if backend == "onnx":
-        return export
-    timings = read_timings(cache.path("timings.json"), machine_key(threads))
-    measured = sorted({size for sizes in timings.values() for size in sizes})
-    if not measured:
-        return export if max(batch_sizes) <= UNMEASURED_MAX_BATCH else None
-    chosen = {fastest(timings, nearest(measured, max(1, size))) for size in batch_sizes}
-    return export if chosen == {"onnx"} else None
+    if backend == "auto":
+        timings = read_timings(cache.path("timings.json"), machine_key(threads))
+        measured = sorted({size for sizes in timings.values() for size in sizes})
+        if measured:  # timed on this machine, where auto held it to eager torch's answers
+            chosen = {fastest(timings, nearest(measured, max(1, size))) for size in batch_sizes}
+            return export if chosen == {"onnx"} else None
+        if max(batch_sizes) > UNMEASURED_MAX_BATCH:
+            return None
+    return export if checked_here(cache, threads=threads) else None
