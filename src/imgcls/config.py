@@ -61,6 +61,9 @@ class TrainConfig:
     split_seed: int | None = None  # None: same as seed
     split_file: str | None = None  # reuse a split.json (from `imgcls data split` or a run)
     group_by: str | None = None  # regex on file names: items sharing its group split together
+    # Label fixes applied in memory after the split (`imgcls data labels` writes both files):
+    relabel: str | None = None  # CSV of item,label: a new label per item
+    exclude: str | None = None  # items left out (label_issues.csv: its is_issue rows)
     balance: str = "none"  # imbalanced classes: "weights" (loss) or "sampler" (resampling)
     # Folders that decode to more than this many GiB stream from disk (None: 1/4 of RAM).
     cache_limit: float | None = None

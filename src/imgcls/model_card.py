@@ -58,6 +58,8 @@ class TrainingRecord:
 class DataRecord:
     source: str  # what --data named, as the data set describes itself
     split_hash: str | None  # Split.content_hash: whether the same split can be rebuilt
+    # --relabel / --exclude applied in memory: files, their sha256, how many items changed
+    fixes: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class ModelCard:
             document["training"] = {"config": self.training.config,
                                     "best_epoch": self.training.best_epoch}
         if self.data is not None:
-            document["data"] = {"source": self.data.source, "split_hash": self.data.split_hash}
+            document["data"] = {"source": self.data.source, "split_hash": self.data.split_hash,
+                                **({"fixes": self.data.fixes} if self.data.fixes else {})}
         if self.runtime is not None:
             document["runtime"] = {"channels_last": self.runtime.channels_last,
                                    "precision": self.runtime.precision}

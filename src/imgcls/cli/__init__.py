@@ -28,12 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # The verb modules are imported here, not at the top: `python -m imgcls.cli.serve`
     # imports this package first, and serve.py imported already would then run twice.
-    from imgcls.cli import data, serve, tools, train
+    from imgcls.cli import data, labels, serve, tools, train
 
     parser = Parser(prog="imgcls", description="Deep-learning image classification.")
     verbs = add_verbs(parser)
     train.add_commands(verbs)
-    data.add_commands(verbs)
+    labels.add_commands(data.add_commands(verbs))
     tools.add_commands(verbs)
     serve.add_commands(verbs)
     return parser

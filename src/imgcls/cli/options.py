@@ -82,6 +82,12 @@ def add_train_options(
             help="reuse a split (from `imgcls data split` or a run's split.json)")
     _option(data, "--group-by", dest="group_by", metavar="REGEX",
             help="file names sharing the regex's first group stay in one split")
+    _option(data, "--relabel", dest="relabel", metavar="CSV",
+            help="new labels (path,label) applied in memory, files untouched "
+                 "(`imgcls data labels` writes relabel.csv)")
+    _option(data, "--exclude", dest="exclude", metavar="FILE",
+            help="items left out: a CSV with a path or item column (label_issues.csv: its "
+                 "is_issue rows) or one item a line")
     _option(data, "--cache-limit", dest="cache_limit", type=float, metavar="GIB",
             help="folders decoding to more stream from disk (default: a quarter of RAM)")
     _option(data, "--workers", dest="workers", type=int,

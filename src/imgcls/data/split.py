@@ -94,6 +94,17 @@ def split_image_set(
                       seed=seed, item_ids=image_set.item_ids, groups=groups)
 
 
+def split_from_parts(parts: dict[str, np.ndarray], image_set: ImageSet, *, seed: int) -> Split:
+    """A Split of given index arrays (`imgcls data labels` makes one per fold)."""
+    parts = {name: np.sort(np.asarray(parts.get(name, _NO_ITEMS), dtype=np.int64))
+             for name in SPLIT_NAMES}
+    total = sum(len(part) for part in parts.values()) or 1
+    return Split(**parts, seed=seed, val_fraction=len(parts["val"]) / total,
+                 test_fraction=len(parts["test"]) / total,
+                 content_hash=_content_hash(parts, _as_numpy(image_set.labels),
+                                            image_set.item_ids))
+
+
 def split_from_json(doc: dict, image_set: ImageSet) -> Split:
     """The Split a split.json describes, as indices into `image_set`.
 

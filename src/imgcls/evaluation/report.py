@@ -121,7 +121,7 @@ def write_report(
         per_class=_per_class_rows(metrics),
         per_class_columns=PER_CLASS_COLUMNS,
         # mistakes.png is for the folder; the page shows the grid as captioned thumbnails.
-        charts={name: _data_uri(png) for name, png in pictures.items() if name != "mistakes"},
+        charts={name: data_uri(png) for name, png in pictures.items() if name != "mistakes"},
         mistakes=[thumbs.of(mistake) for mistake in mistakes[:MAX_MISTAKES]],
         mistake_count=len(mistakes),
         sample_count=len(labels),
@@ -250,7 +250,7 @@ class _Thumbs:
     def of(self, mistake: Mistake) -> Thumb:
         if mistake.index not in self.made:
             png = charts.thumbnail_png(self.images[mistake.index])
-            self.made[mistake.index] = Thumb(_data_uri(png), mistake)
+            self.made[mistake.index] = Thumb(data_uri(png), mistake)
         return self.made[mistake.index]
 
 
@@ -300,7 +300,7 @@ def _doctor_view(doctor: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from torch import nn
 from imgcls.artifact import read_card, read_weights
 from imgcls.config import TrainConfig
 from imgcls.cpus import usable_cpus
+from imgcls.data.builtin import builtin_name
+from imgcls.data.label_fixes import LabelFixes, read_fixes
 from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import Split, split_from_json, split_image_set
@@ -129,6 +131,7 @@ class PreparedData:
     split: Split
     stats: dict[str, Any]  # normalization statistics of the train split
     workers: int = 0  # decoding processes for a streamed data set
+    fixes: dict | None = None  # --relabel / --exclude as applied (LabelFixes.record)
     _decoded: dict[str, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False)
 
     @property
@@ -188,6 +191,9 @@ def prepare_data(
     if write_files:
         report_skipped(image_set, run_dir, console)
     split = _split(config, image_set, RunDir(run_dir).split, reuse_split, write_files)
+    fixes = read_fixes(image_set, builtin=builtin_name(config.data) is not None,
+                       relabel=config.relabel, exclude=config.exclude)
+    split = _apply_fixes(fixes, image_set, split, console)
     if len(split.train) == 0:
         raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")
     workers = config.workers if config.workers is not None else usable_cpus()
@@ -200,7 +206,20 @@ def prepare_data(
     else:
         train_images = image_set.images[train]
     stats = compute_stats(train_images, config.normalize)
-    return PreparedData(image_set, split, stats, workers)
+    return PreparedData(image_set, split, stats, workers, fixes=fixes.record or None)
+
+
+def _apply_fixes(fixes: LabelFixes, image_set: ImageSet | StreamingImageSet, split: Split,
+                 console: Console) -> Split:
+    """--relabel and --exclude on the split made from the data as it is on disk (so the
+    test split stays the one the uncorrected data gives)."""
+    if not fixes.record:
+        return split
+    fixes.apply(image_set)
+    console.print(f"label fixes, in memory only: {len(fixes.relabel)} relabeled, "
+                  f"{len(fixes.exclude)} left out")
+    return replace(split, train=fixes.kept(split.train), val=fixes.kept(split.val),
+                   test=fixes.kept(split.test))
 
 
 def _split(

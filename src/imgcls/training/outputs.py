@@ -47,7 +47,8 @@ def model_card(run: Run, metrics: dict[str, Any]) -> ModelCard:
         normalization=run.data.stats,
         metrics=metrics,
         training=TrainingRecord(run.config.to_dict(), run.best.best_epoch),
-        data=DataRecord(run.data.image_set.source, run.data.split.content_hash),
+        data=DataRecord(run.data.image_set.source, run.data.split.content_hash,
+                        fixes=run.data.fixes),
         runtime=RuntimeRecord(channels_last=run.channels_last,
                               precision=run.runtime.precision),
     )

@@ -1,0 +1,81 @@
+"""Which labels are wrong, from out-of-fold probabilities: confident learning as cleanlab
+implements it (find_label_issues, get_label_quality_scores, estimate_joint), not re-derived.
+
+Writes label_issues.csv (item,given,suggested,quality,is_issue; worst first) and relabel.csv
+(path,label: the flagged items with the suggested class, for the user to edit and pass to
+`imgcls train --relabel`); label_issues.html is page.py's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgcls.csv_safe import safe_row
+from imgcls.data.label_fixes import item_name
+from imgcls.files import write_text
+from imgcls.tools.labels.folds import OutOfFold
+
+
+@dataclass(frozen=True)
+class LabelFindings:
+    names: list[str]  # item per analysed image, as relabel files name it
+    given: np.ndarray  # class index per analysed image
+    suggested: np.ndarray  # the out-of-fold models' class
+    quality: np.ndarray  # cleanlab's label quality score in [0, 1]
+    is_issue: np.ndarray  # bool: what confident learning flags
+    noise_matrix: np.ndarray  # [given, true] estimated counts of the analysed images
+    class_names: list[str]
+
+    @property
+    def order(self) -> np.ndarray:
+        """Worst first: flagged before unflagged, then by quality."""
+        return np.lexsort((self.quality, ~self.is_issue))
+
+
+def find_issues(oof: OutOfFold, *, builtin: bool) -> LabelFindings:
+    from cleanlab.count import estimate_joint
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    given = oof.image_set.labels.numpy()[oof.items]
+    probabilities = _full_rank(oof.probabilities)
+    issues = find_label_issues(given, probabilities, filter_by="prune_by_noise_rate")
+    joint = estimate_joint(given, probabilities)
+    return LabelFindings(
+        names=[item_name(oof.image_set.item_ids[i], builtin) for i in oof.items],
+        given=given, suggested=probabilities.argmax(1),
+        quality=get_label_quality_scores(given, probabilities),
+        is_issue=np.asarray(issues, dtype=bool),
+        noise_matrix=joint * len(given), class_names=list(oof.image_set.class_names))
+
+
+def write_tables(findings: LabelFindings, folder: Path) -> tuple[Path, Path]:
+    names = findings.class_names
+    issues = io.StringIO()
+    writer = csv.writer(issues)
+    writer.writerow(["item", "given", "suggested", "quality", "is_issue"])
+    relabel = io.StringIO()
+    relabels = csv.writer(relabel)
+    relabels.writerow(["path", "label"])
+    for row in findings.order:
+        given, suggested = names[findings.given[row]], names[findings.suggested[row]]
+        writer.writerow(safe_row([findings.names[row], given, suggested,
+                                  f"{findings.quality[row]:.6f}",
+                                  int(findings.is_issue[row])]))
+        if findings.is_issue[row]:
+            relabels.writerow(safe_row([findings.names[row], suggested]))
+    issues_file, relabel_file = folder / "label_issues.csv", folder / "relabel.csv"
+    write_text(issues_file, issues.getvalue())
+    write_text(relabel_file, relabel.getvalue())
+    return issues_file, relabel_file
+
+
+def _full_rank(probabilities: np.ndarray) -> np.ndarray:
+    """cleanlab needs rows that sum to 1; a float32 softmax can miss by a rounding step."""
+    clipped = np.clip(probabilities.astype(np.float64), 1e-12, None)
+    return clipped / clipped.sum(axis=1, keepdims=True)
