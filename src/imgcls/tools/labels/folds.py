@@ -29,6 +29,11 @@ from imgcls.errors import UserError
 from imgcls.files import write_json
 
 FOLD_VAL = 0.1  # of each fold's training items, to pick its best epoch
+# Without --time-budget: this many seconds per image trained on, over all folds, within
+# [MIN_BUDGET_S, MAX_BUDGET_S]: Fashion-MNIST's 60,000 get the 10 minutes, a folder of 300
+# photos one minute, which its few hundred optimizer steps need.
+SECONDS_PER_IMAGE, MIN_BUDGET_S, MAX_BUDGET_S = 0.01, 60.0, 600.0
+MIN_FOLD_S = 15.0  # under this a fold's run is mostly starting and finishing
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class LabelsRequest:
     data: str
     output: Path
     folds: int = 5
-    time_budget: str = "10m"
+    time_budget: str | None = None  # None: by the data's size (SECONDS_PER_IMAGE)
     epochs: float | None = None  # a fixed length per fold instead of the budget's share
     model: str = "auto"
     seed: int = 0
@@ -74,7 +79,7 @@ def out_of_fold(request: LabelsRequest, say=print) -> OutOfFold:
     fixes.apply(image_set)  # the split before it applies --relabel)
     items = fixes.kept(np.concatenate([split.train, split.val]))
     assignment = _assign_folds(request, image_set, items)
-    budget = parse_duration(request.time_budget)
+    budget = _budget(request, len(items))
     probabilities = np.zeros((len(items), len(image_set.class_names)), np.float32)
     started = time.monotonic()
     for fold in range(request.folds):
@@ -84,7 +89,7 @@ def out_of_fold(request: LabelsRequest, say=print) -> OutOfFold:
             probabilities[held] = np.load(stored)["probabilities"]
             say(f"fold {fold + 1}/{request.folds}: kept from an earlier run")
             continue
-        left = max(budget - (time.monotonic() - started), 30.0)
+        left = max(budget - (time.monotonic() - started), MIN_FOLD_S)
         share = left / (request.folds - fold)
         eta = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
         length = f"{request.epochs:g} epochs" if request.epochs else f"{share:.0f} s"
@@ -163,7 +168,14 @@ def _run_fold(request: LabelsRequest, fold: int, image_set: ImageSet, on_disk: I
 def _length(request: LabelsRequest, seconds: float) -> dict:
     if request.epochs is not None:
         return {"epochs": request.epochs}
-    return {"time_budget": f"{max(seconds, 20):.0f}s"}  # under 20 s a fold learns little
+    return {"time_budget": f"{max(seconds, MIN_FOLD_S):.0f}s"}
+
+
+def _budget(request: LabelsRequest, items: int) -> float:
+    if request.time_budget is not None:
+        return parse_duration(request.time_budget)
+    trained = items * (request.folds - 1)
+    return min(max(trained * SECONDS_PER_IMAGE, MIN_BUDGET_S), MAX_BUDGET_S)
 
 
 def _stratifiable(labels: np.ndarray) -> np.ndarray | None:
