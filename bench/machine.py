@@ -11,12 +11,14 @@ import torch
 import torchvision
 
 from imgcls.backends.timing import cpu_model
+from imgcls.cpus import cpu_kind
 from imgcls.runtime import cpu_runs_bf16
 
 
 def describe() -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),  # the instruction sets that pick torch's and onnxruntime's kernels
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "vector_isa": torch.backends.cpu.get_cpu_capability(),

@@ -73,6 +73,10 @@ def test_planted_flips_are_found_and_the_fix_suggested(labelled) -> None:
     assert flags == sorted(flags, reverse=True)  # flagged first ...
     assert qualities[:len(flagged)] == sorted(qualities[:len(flagged)])  # ... worst first
     assert all(0 <= quality <= 1 for quality in qualities)
+    outliers = rows(output / "outliers.csv")
+    assert len(outliers) == len(table) and list(outliers[0]) == ["item", "outlier_score"]
+    scores = [float(row["outlier_score"]) for row in outliers]
+    assert scores == sorted(scores) and all(0 <= score <= 1 for score in scores)
     relabel = rows(output / "relabel.csv")
     assert {row["path"]: row["label"] for row in relabel} == {
         item: row["suggested"] for item, row in flagged.items()}

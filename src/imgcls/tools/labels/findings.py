@@ -1,13 +1,15 @@
 """Which labels are wrong, from out-of-fold probabilities: confident learning as cleanlab
 implements it (find_label_issues, get_label_quality_scores, estimate_joint), not re-derived.
 
-Writes label_issues.csv (item,given,suggested,quality,is_issue; worst first) and relabel.csv
+Writes label_issues.csv (item,given,suggested,quality,is_issue; worst first), relabel.csv
 (path,label: the flagged items with the suggested class, for the user to edit and pass to
-`imgcls train --relabel`); label_issues.html is page.py's.
+`imgcls train --relabel`) and outliers.csv (item,outlier_score: cleanlab's out-of-distribution
+score from the same probabilities, least typical first); label_issues.html is page.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ class LabelFindings:
     quality: np.ndarray  # cleanlab's label quality score in [0, 1]
     is_issue: np.ndarray  # bool: what confident learning flags
     noise_matrix: np.ndarray  # [given, true] estimated counts of the analysed images
+    outlier_score: np.ndarray  # cleanlab's OutOfDistribution score in [0, 1]: low = atypical
     class_names: list[str]
 
     @property
@@ -40,6 +43,7 @@ class LabelFindings:
 def find_issues(oof: OutOfFold, *, builtin: bool) -> LabelFindings:
     from cleanlab.count import estimate_joint
     from cleanlab.filter import find_label_issues
+    from cleanlab.outlier import OutOfDistribution
     from cleanlab.rank import get_label_quality_scores
 
     given = oof.image_set.labels.numpy()[oof.items]
@@ -51,7 +55,10 @@ def find_issues(oof: OutOfFold, *, builtin: bool) -> LabelFindings:
         given=given, suggested=probabilities.argmax(1),
         quality=get_label_quality_scores(given, probabilities),
         is_issue=np.asarray(issues, dtype=bool),
-        noise_matrix=joint * len(given), class_names=list(oof.image_set.class_names))
+        noise_matrix=joint * len(given),
+        outlier_score=_quietly(lambda: OutOfDistribution().fit_score(
+            pred_probs=probabilities, labels=given)),
+        class_names=list(oof.image_set.class_names))
 
 
 def write_tables(findings: LabelFindings, folder: Path) -> tuple[Path, Path]:
@@ -72,7 +79,23 @@ def write_tables(findings: LabelFindings, folder: Path) -> tuple[Path, Path]:
     issues_file, relabel_file = folder / "label_issues.csv", folder / "relabel.csv"
     write_text(issues_file, issues.getvalue())
     write_text(relabel_file, relabel.getvalue())
+    write_text(folder / "outliers.csv", _outliers(findings))
     return issues_file, relabel_file
+
+
+def _outliers(findings: LabelFindings) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["item", "outlier_score"])
+    for row in np.argsort(findings.outlier_score, kind="stable"):
+        writer.writerow(safe_row([findings.names[row], f"{findings.outlier_score[row]:.6f}"]))
+    return buffer.getvalue()
+
+
+def _quietly(score):
+    """cleanlab's OutOfDistribution prints a line as it fits: not part of our output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return score()
 
 
 def _full_rank(probabilities: np.ndarray) -> np.ndarray:
