@@ -34,6 +34,12 @@ FOLD_VAL = 0.1  # of each fold's training items, to pick its best epoch
 # photos one minute, which its few hundred optimizer steps need.
 SECONDS_PER_IMAGE, MIN_BUDGET_S, MAX_BUDGET_S = 0.01, 60.0, 600.0
 MIN_FOLD_S = 15.0  # under this a fold's run is mostly starting and finishing
+# A folder or CSV is analysed at this side unless --image-size or a pretrained backbone says
+# otherwise: a fold has seconds to a few minutes from scratch. 300 photos (3 classes, 64-96
+# px, 15 filed wrong, default budget 1 min): at their own 79 px auto trains resnet18 for 10
+# steps a fold and flags 80 (precision 0.10, recall 0.62); at 32 px vgg_small trains ~130
+# epochs a fold and flags the 13 planted among the analysed, no other (1.00 / 1.00), in 54 s.
+SMALL_SIDE = 32
 FINDINGS_SHARE = 0.98  # of the budget for the folds: Fashion-MNIST's findings took 5 s of 600
 
 
@@ -67,6 +73,7 @@ class OutOfFold:
 def out_of_fold(request: LabelsRequest, say=print) -> OutOfFold:
     if request.folds < 2:
         raise UserError(f"--folds must be at least 2; got {request.folds}")
+    request = replace(request, image_size=_side(request))
     image_set = load_source(request.data, channels=request.channels,
                             image_size=request.image_size, data_dir=request.data_dir)
     if not isinstance(image_set, ImageSet):
@@ -165,6 +172,13 @@ def _run_fold(request: LabelsRequest, fold: int, image_set: ImageSet, on_disk: I
     probabilities = predictor.probabilities(pixels).numpy().astype(np.float32)
     np.savez(folder / "oof.npz", items=items[held], probabilities=probabilities)
     return probabilities  # the fold's run stays beside it, report.html and all
+
+
+def _side(request: LabelsRequest) -> int | None:
+    """--image-size, else SMALL_SIDE for files trained from scratch (built-in sets are small)."""
+    if request.image_size is not None or request.pretrained or request.init_from:
+        return request.image_size
+    return None if builtin_name(request.data) is not None else SMALL_SIDE
 
 
 def _length(request: LabelsRequest, seconds: float) -> dict:
