@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--trainings", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/imgcls-bench-labels")
+    parser.add_argument("--reuse-labels", action="store_true",
+                        help="keep an earlier run's label_issues.csv (same noise and seed)")
     args = parser.parse_args()
     from machine import describe
 
@@ -67,15 +69,19 @@ def main() -> None:
     result: dict = {"machine": describe(), "command": " ".join(sys.argv),
                     "planted": len(planted)}
     started = time.perf_counter()
-    run([*IMGCLS, "data", "labels", "fashion-mnist", "--relabel", str(noisy), "--time-budget",
-         args.budget, "--folds", str(args.folds), "--seed", str(args.seed), "--no-progress",
-         "-o", str(work / "labels")])
-    result["labels_seconds"] = round(time.perf_counter() - started, 1)
-    flagged, suggested = read_issues(work / "labels" / "label_issues.csv")
+    issues = work / "labels" / "label_issues.csv"
+    if not (args.reuse_labels and issues.is_file()):
+        run([*IMGCLS, "data", "labels", "fashion-mnist", "--relabel", str(noisy), "--time-budget",
+             args.budget, "--folds", str(args.folds), "--seed", str(args.seed),
+             "--no-progress", "-o", str(work / "labels")])
+        result["labels_seconds"] = round(time.perf_counter() - started, 1)
+    flagged, suggested = read_issues(issues)
     result["detection"] = scores(flagged, planted)
     if args.trainings:
         result["test_accuracy"] = train_three(work, noisy, planted, flagged, suggested, args)
-    output = Path(__file__).parent / "results" / f"label_noise-{args.kind}-{args.noise:g}.json"
+    trained = f"-train{args.train_budget}" if args.trainings else ""
+    output = (Path(__file__).parent / "results"
+              / f"label_noise-{args.kind}-{args.noise:g}{trained}.json")
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {output}")
