@@ -160,3 +160,16 @@ def test_suggest_orders_guesses_least_certain_first(digits_run: Path, tmp_path: 
     assert sure.below_confidence == sum(c < 0.9 for c in confidences)
     with pytest.raises(UserError, match="--min-confidence must be in"):
         suggest_labels(folder, digits_run, tmp_path / "x.csv", min_confidence=1.5)
+
+
+def test_init_from_trains_a_head_on_frozen_features_per_fold(digits_run: Path,
+                                                             tmp_path: Path) -> None:
+    result = find_label_issues(LabelsRequest(
+        data="digits", output=tmp_path / "out", folds=2, epochs=2,
+        init_from=str(digits_run / "model.safetensors"), show_progress=False),
+        say=lambda line: None)
+    for fold in (1, 2):
+        config = (tmp_path / "out" / "folds" / f"fold-{fold}" / "run" / "config.yaml").read_text()
+        assert "freeze_backbone: true" in config and "init_from:" in config
+    names = [row["item"] for row in rows(result.issues_csv)]
+    assert len(names) == len(result.findings.given) and all(n.startswith("#") for n in names)
