@@ -32,6 +32,9 @@ from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
 
 CALIBRATION_IMAGES = 512  # from the training split, evenly spread over it
 CHECK_IMAGES = 512  # test images kept for a re-check on another CPU: about a second of int8
+# ... and at most this many bytes of them: 512 digits are 0.5 MB, 55 photos at 224 px 8 MB
+# (an int8 file written with -o carries them too, so they must not outweigh the model).
+CHECK_BYTES = 8 * 2**20
 EXIT_REFUSED = 2
 
 
@@ -77,7 +80,8 @@ def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | Non
         calibration_images=min(len(train), CALIBRATION_IMAGES),
         scheme=SCHEME, cpu_kind=cpu_kind(),
     )
-    kept = spread(np.arange(len(labels)), CHECK_IMAGES)
+    per_image = max(int(test_images[0].numel()), 1) if len(test_images) else 1
+    kept = spread(np.arange(len(labels)), max(1, min(CHECK_IMAGES, CHECK_BYTES // per_image)))
     stored = CheckImages(test_images[torch.as_tensor(kept)].numpy(), np.asarray(labels)[kept],
                          fp32.probabilities[kept].astype(np.float32))
     write_check_images(cache.path("int8.check.npz"), stored)
