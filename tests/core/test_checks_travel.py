@@ -203,3 +203,30 @@ def test_an_int8_file_exported_on_its_own_carries_its_check_and_refuses_a_failin
             opener(refused)
         assert "\n" not in str(error.value) and OTHER_KIND in str(error.value)
     assert OnnxPredictor(rewrite({}, 1)).class_names  # checked on this very kind: trusted
+
+
+@pytest.mark.slow
+def test_a_damaged_check_is_a_refusal_not_a_crash(int8_run: Path, run: Path, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Check images cut short in the cache, or an -o file whose embedded check is not JSON or
+    whose images are not an .npz: each a clear refusal, fp32 answering where there is one."""
+    from imgcls.backends.int8_embedded import METADATA_KEY
+    from imgcls.errors import UserError
+    from imgcls.onnx_predict import OnnxPredictor
+
+    edit_record(run, cpu_kind=OTHER_KIND)
+    images = cache(run).path("int8.check.npz")
+    images.write_bytes(images.read_bytes()[:100])  # truncated
+    with caplog.at_level(logging.WARNING, logger="imgcls"):
+        assert Predictor(run, backend="onnx-int8").backend_name == "onnx"
+    assert "no stored check images" in caplog.text
+
+    file = tmp_path / "digits.int8.onnx"
+    export_int8(int8_run, data="digits", data_dir=None, max_accuracy_drop=1.0, output=file)
+    for damaged in ("{not json", json.dumps({"check": {"cpu_kind": OTHER_KIND},
+                                             "images": "bm90IGFuIG5weg=="})):
+        model = onnx.load(str(file))
+        next(p for p in model.metadata_props if p.key == METADATA_KEY).value = damaged
+        onnx.save(model, str(tmp_path / "damaged.onnx"))
+        with pytest.raises(UserError, match="its int8 check .imgcls_int8. cannot be read"):
+            OnnxPredictor(tmp_path / "damaged.onnx")

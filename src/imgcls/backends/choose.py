@@ -69,7 +69,9 @@ def _factories(inputs: BackendInputs, cache: _LazyCache) -> dict[str, Factory]:
         "torch-jit": lambda: JitTorch(inputs),
         "onnx": lambda: OnnxBackend(fp32_onnx(cache.get(), inputs.model_file), "onnx",
                                     threads=threads),
-        "onnx-int8": lambda: OnnxBackend(int8_onnx(cache.get()), "onnx-int8", threads=threads),
+        # Built only after _int8_trusted (explicit) or int8_passed (auto) said it may run here.
+        "onnx-int8": lambda: OnnxBackend(cache.get().path("int8.onnx"), "onnx-int8",
+                                         threads=threads),
     }
 
 
@@ -77,12 +79,6 @@ def fp32_onnx(cache: BackendCache, model_file: Path) -> Path:
     """The cached fp32 export of `model_file`, written on first use."""
     path = cache.path("fp32.onnx")
     return path if path.is_file() else write_fp32_onnx(model_file, path)
-
-
-def int8_onnx(cache: BackendCache) -> Path:
-    """The int8 export, only where `imgcls export --quantize int8` made it and it passed."""
-    int8_verdict(cache, threads=torch.get_num_threads())  # raises where there is none
-    return cache.path("int8.onnx")
 
 
 def _int8_trusted(cache: BackendCache, *, announce: bool) -> bool:

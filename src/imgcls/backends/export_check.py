@@ -11,7 +11,7 @@ it still agrees. Torch-free.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import zipfile
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def checked_here(cache: BackendCache, *, threads: int) -> bool:
     try:
         with np.load(cache.path("fp32.check.npz"), allow_pickle=False) as stored:
             pixels, expected = stored["pixels"], stored["probabilities"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none, or damaged
         return False
     from imgcls.onnx_runner import OnnxRunner
 
@@ -65,4 +65,4 @@ def _kinds(cache: BackendCache) -> list[str]:
 def _add_kind(cache: BackendCache, kind: str) -> None:
     kinds = _kinds(cache)
     if kind not in kinds:
-        write_json(Path(cache.path("fp32.checked.json")), {"cpu_kinds": [*kinds, kind]})
+        write_json(cache.path("fp32.checked.json"), {"cpu_kinds": [*kinds, kind]})

@@ -14,9 +14,14 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from imgcls.backends.int8_record import CheckImages, Int8Check, check_from, rechecked
+from imgcls.backends.int8_record import (
+    CheckImages,
+    Int8Check,
+    check_from,
+    pack_check_images,
+    read_check_images,
+    rechecked,
+)
 from imgcls.cpus import cpu_kind
 from imgcls.errors import UserError
 from imgcls.files import atomic_path
@@ -30,9 +35,8 @@ def write_with_check(source: Path, target: Path, check: Int8Check,
     """`source` (the cached int8 file) copied to `target` with its check in the metadata."""
     import onnx
 
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=images.images, labels=images.labels, fp32=images.fp32)
-    document = {"check": asdict(check), "images": base64.b64encode(buffer.getvalue()).decode()}
+    document = {"check": asdict(check),
+                "images": base64.b64encode(pack_check_images(images)).decode()}
     model = onnx.load(str(source))
     kept = [prop for prop in model.metadata_props if prop.key != METADATA_KEY]
     del model.metadata_props[:]
@@ -63,10 +67,15 @@ def refuse_if_untrusted(runner: OnnxRunner) -> None:
 def _read(text: str, path: Path) -> tuple[Int8Check, CheckImages]:
     try:
         document = json.loads(text)
-        with np.load(io.BytesIO(base64.b64decode(document["images"])),
-                     allow_pickle=False) as stored:
-            images = CheckImages(stored["images"], stored["labels"], stored["fp32"])
-        return check_from(document["check"]), images
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        raise UserError(f"{path}: its int8 check ({METADATA_KEY}) cannot be read ({error}); "
-                        "export it again") from None
+        check = check_from(document["check"])
+        images = read_check_images(io.BytesIO(base64.b64decode(document["images"])))
+    except (ValueError, KeyError, TypeError) as error:
+        raise _unreadable(path, str(error)) from None
+    if images is None:
+        raise _unreadable(path, "its images do not load")
+    return check, images
+
+
+def _unreadable(path: Path, why: str) -> UserError:
+    return UserError(f"{path}: its int8 check ({METADATA_KEY}) cannot be read ({why}); "
+                     "export it again")

@@ -5,9 +5,12 @@ model, and `--backend onnx-int8` does, only where a check passed on this CPU's k
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -79,12 +82,6 @@ def add_recheck(path: Path, check: Int8Check) -> None:
         _write(path, Int8Record(record.export, {**record.rechecks, check.cpu_kind: check}))
 
 
-def read_check(path: Path) -> Int8Check | None:
-    """The export's check, or None when there is none (or it cannot be read)."""
-    record = read_record(path)
-    return None if record is None else record.export
-
-
 def read_record(path: Path) -> Int8Record | None:
     if not path.is_file():
         return None
@@ -98,16 +95,23 @@ def read_record(path: Path) -> Int8Record | None:
 
 
 def write_check_images(path: Path, images: CheckImages) -> None:
-    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
-        np.savez_compressed(stream, images=images.images, labels=images.labels,
-                            fp32=images.fp32)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(pack_check_images(images))
 
 
-def read_check_images(path: Path) -> CheckImages | None:
+def pack_check_images(images: CheckImages) -> bytes:
+    """The images as a compressed .npz (int8.check.npz, or inside an int8 file's metadata)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=images.images, labels=images.labels, fp32=images.fp32)
+    return buffer.getvalue()
+
+
+def read_check_images(source: Path | BinaryIO) -> CheckImages | None:
+    """What pack_check_images wrote (a file, or its bytes as a stream); None: unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with np.load(source, allow_pickle=False) as stored:
             return CheckImages(stored["images"], stored["labels"], stored["fp32"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # cut short, damaged
         return None
 
 

@@ -43,7 +43,7 @@ def int8_verdict(cache: BackendCache, *, threads: int) -> Int8Verdict:
                         "--quantize int8` first")
     kind = cpu_kind()
     check = record.on(kind)
-    rechecked = check is None
+    checked_now = check is None
     if check is None:
         check = recheck(cache, record, kind, threads=threads)
         if check is None:
@@ -52,7 +52,7 @@ def int8_verdict(cache: BackendCache, *, threads: int) -> Int8Verdict:
     if not check.passed:
         return Int8Verdict(False, _refusal(check, record))
     note = (f"int8 model re-checked on this CPU ({kind}): {check.describe()}"
-            if rechecked else "")
+            if checked_now else "")
     return Int8Verdict(True, note)
 
 

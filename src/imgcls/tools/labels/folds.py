@@ -26,7 +26,7 @@ from imgcls.data.label_fixes import read_fixes
 from imgcls.data.sources import load_source
 from imgcls.data.split import groups_from_pattern, split_from_parts, split_image_set
 from imgcls.errors import UserError
-from imgcls.files import write_json
+from imgcls.files import atomic_path, write_json
 
 FOLD_VAL = 0.1  # of each fold's training items, to pick its best epoch
 # Without --time-budget: this many seconds per image trained on, over all folds, within
@@ -170,7 +170,9 @@ def _run_fold(request: LabelsRequest, fold: int, image_set: ImageSet, on_disk: I
         raise UserError(f"fold {fold + 1} trained at {predictor.card.input.chw}, not the "
                         f"{tuple(pixels.shape[1:])} loaded; pass --image-size and --channels")
     probabilities = predictor.probabilities(pixels).numpy().astype(np.float32)
-    np.savez(folder / "oof.npz", items=items[held], probabilities=probabilities)
+    # atomic: a Ctrl-C while writing leaves no half file for the rerun to trust
+    with atomic_path(folder / "oof.npz") as temporary, open(temporary, "wb") as stream:
+        np.savez(stream, items=items[held], probabilities=probabilities)
     return probabilities  # the fold's run stays beside it, report.html and all
 
 
