@@ -39,7 +39,7 @@ def test_relabel_and_exclude_name_folder_items_by_relative_path(folder_set, tmp_
     relabel = write(tmp_path / "fix.csv", "path,label\ntop/top_000.png,bottom\n"
                                           "bottom/bottom_001.jpg,bottom\n")  # unchanged
     exclude = write(tmp_path / "out.txt", "centre/centre_002.png\n")
-    fixes = read_fixes(folder_set, builtin=False, relabel=str(relabel), exclude=str(exclude))
+    fixes = read_fixes(folder_set, relabel=str(relabel), exclude=str(exclude))
     index = folder_set.item_ids.index
     bottom = folder_set.class_names.index("bottom")
     assert fixes.relabel == {index("top/top_000.png"): bottom}  # only what changes
@@ -59,6 +59,16 @@ def test_built_in_items_are_hash_indices_and_their_own_ids() -> None:
     assert item_name("cats/a.png", builtin=False) == "cats/a.png"
 
 
+def test_a_built_in_set_takes_hash_indices_and_its_own_ids(tmp_path: Path) -> None:
+    digits = load_source("digits", channels=None, image_size=None, data_dir=None)
+    relabel = write(tmp_path / "fix.csv", "path,label\n#3,9\ndigits/4,9\n")
+    fixes = read_fixes(digits, relabel=str(relabel), exclude=None)
+    assert set(fixes.relabel) == {3, 4} and set(fixes.relabel.values()) == {9}
+    again = write(tmp_path / "again.csv", "path,label\n#3,9\ndigits/3,8\n")
+    with pytest.raises(UserError, match="line 3: item 'digits/3' is named again"):
+        read_fixes(digits, relabel=str(again), exclude=None)
+
+
 def test_label_issues_csv_is_an_exclude_file_taking_its_flagged_rows(folder_set,
                                                                       tmp_path: Path):
     issues = write(tmp_path / "label_issues.csv",
@@ -66,11 +76,11 @@ def test_label_issues_csv_is_an_exclude_file_taking_its_flagged_rows(folder_set,
                    "top/top_000.png,top,bottom,0.01,1\n"
                    "top/top_001.jpg,top,top,0.90,0\n"
                    "centre/centre_004.jpg,centre,top,0.02,1\n")
-    fixes = read_fixes(folder_set, builtin=False, relabel=None, exclude=str(issues))
+    fixes = read_fixes(folder_set, relabel=None, exclude=str(issues))
     assert {folder_set.item_ids[i] for i in fixes.exclude} == {"top/top_000.png",
                                                                "centre/centre_004.jpg"}
     # ... and a relabel file too, through its `suggested` column
-    fixes = read_fixes(folder_set, builtin=False, relabel=str(issues), exclude=None)
+    fixes = read_fixes(folder_set, relabel=str(issues), exclude=None)
     assert {folder_set.item_ids[i]: folder_set.class_names[label]
             for i, label in fixes.relabel.items()} == {"top/top_000.png": "bottom",
                                                        "centre/centre_004.jpg": "top"}
@@ -91,17 +101,17 @@ def test_every_bad_relabel_row_is_an_error_naming_it(folder_set, tmp_path: Path,
                                                      message: str) -> None:
     bad = write(tmp_path / "bad.csv", text)
     with pytest.raises(UserError, match="--relabel") as error:
-        read_fixes(folder_set, builtin=False, relabel=str(bad), exclude=None)
+        read_fixes(folder_set, relabel=str(bad), exclude=None)
     assert message in str(error.value) and str(bad) in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_bad_exclude_files(folder_set, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
-        read_fixes(folder_set, builtin=False, relabel=None, exclude=str(tmp_path / "none.txt"))
+        read_fixes(folder_set, relabel=None, exclude=str(tmp_path / "none.txt"))
     bad = write(tmp_path / "out.txt", "top/top_000.png\ntop/top_000.png\n")
     with pytest.raises(UserError, match="line 2: item 'top/top_000.png' is named again"):
-        read_fixes(folder_set, builtin=False, relabel=None, exclude=str(bad))
+        read_fixes(folder_set, relabel=None, exclude=str(bad))
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgcls.data.builtin import builtin_name
 from imgcls.data.imageset import ImageSet
 from imgcls.errors import UserError
 
@@ -60,9 +61,14 @@ def item_name(item_id: str, builtin: bool) -> str:
     return f"#{parts[-1]}" if len(parts) == 2 or parts[1] == "train" else item_id
 
 
-def read_fixes(image_set: ImageSet, *, builtin: bool, relabel: str | None,
-               exclude: str | None) -> LabelFixes:
-    index = _item_index(image_set, builtin)
+def item_names(image_set: ImageSet) -> list[str]:
+    """item_name of every item (a built-in set is one whose source is a built-in name)."""
+    builtin = builtin_name(image_set.source) is not None
+    return [item_name(item, builtin) for item in image_set.item_ids]
+
+
+def read_fixes(image_set: ImageSet, *, relabel: str | None, exclude: str | None) -> LabelFixes:
+    index = _item_index(image_set)
     changes: dict[int, int] = {}
     record: dict = {}
     if relabel:
@@ -77,11 +83,11 @@ def read_fixes(image_set: ImageSet, *, builtin: bool, relabel: str | None,
     return LabelFixes(changes, left_out, record)
 
 
-def _item_index(image_set: ImageSet, builtin: bool) -> dict[str, int]:
+def _item_index(image_set: ImageSet) -> dict[str, int]:
+    """Item -> position, under the data set's own ids and the names item_names gives."""
     index = {item: position for position, item in enumerate(image_set.item_ids)}
-    if builtin:
-        for position, item in enumerate(image_set.item_ids):
-            index.setdefault(item_name(item, builtin), position)
+    for position, name in enumerate(item_names(image_set)):
+        index.setdefault(name, position)
     return index
 
 

@@ -18,7 +18,6 @@ from torch import nn
 from imgcls.artifact import read_card, read_weights
 from imgcls.config import TrainConfig
 from imgcls.cpus import usable_cpus
-from imgcls.data.builtin import builtin_name
 from imgcls.data.label_fixes import LabelFixes, read_fixes
 from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import ImageSet, load_source
@@ -191,8 +190,7 @@ def prepare_data(
     if write_files:
         report_skipped(image_set, run_dir, console)
     split = _split(config, image_set, RunDir(run_dir).split, reuse_split, write_files)
-    fixes = read_fixes(image_set, builtin=builtin_name(config.data) is not None,
-                       relabel=config.relabel, exclude=config.exclude)
+    fixes = read_fixes(image_set, relabel=config.relabel, exclude=config.exclude)
     split = _apply_fixes(fixes, image_set, split, console)
     if len(split.train) == 0:
         raise UserError(f"{config.data}: the train split is empty; lower --val/--test fractions")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.csv_safe import safe_row
-from imgcls.data.label_fixes import item_name
+from imgcls.data.label_fixes import item_names
 from imgcls.files import write_text
 from imgcls.tools.labels.folds import OutOfFold
 
@@ -40,18 +40,19 @@ class LabelFindings:
         return np.lexsort((self.quality, ~self.is_issue))
 
 
-def find_issues(oof: OutOfFold, *, builtin: bool) -> LabelFindings:
+def find_issues(oof: OutOfFold) -> LabelFindings:
     from cleanlab.count import estimate_joint
     from cleanlab.filter import find_label_issues
     from cleanlab.outlier import OutOfDistribution
     from cleanlab.rank import get_label_quality_scores
 
     given = oof.image_set.labels.numpy()[oof.items]
+    names = item_names(oof.image_set)
     probabilities = _full_rank(oof.probabilities)
     issues = find_label_issues(given, probabilities, filter_by="prune_by_noise_rate")
     joint = estimate_joint(given, probabilities)
     return LabelFindings(
-        names=[item_name(oof.image_set.item_ids[i], builtin) for i in oof.items],
+        names=[names[i] for i in oof.items],
         given=given, suggested=probabilities.argmax(1),
         quality=get_label_quality_scores(given, probabilities),
         is_issue=np.asarray(issues, dtype=bool),

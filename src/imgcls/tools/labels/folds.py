@@ -81,8 +81,7 @@ def out_of_fold(request: LabelsRequest, say=print) -> OutOfFold:
                         "needs it decoded (raise --cache-limit or use a smaller image size)")
     split = split_image_set(image_set, val=0.1, test=0.1, seed=request.seed,
                             group_by=request.group_by)
-    fixes = read_fixes(image_set, builtin=builtin_name(request.data) is not None,
-                       relabel=request.relabel, exclude=request.exclude)
+    fixes = read_fixes(image_set, relabel=request.relabel, exclude=request.exclude)
     on_disk = replace(image_set)  # a split file hashes the labels on disk (training reads
     fixes.apply(image_set)  # the split before it applies --relabel)
     items = fixes.kept(np.concatenate([split.train, split.val]))

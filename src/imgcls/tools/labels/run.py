@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from imgcls.data.builtin import builtin_name
 from imgcls.tools.labels.findings import LabelFindings, find_issues, write_tables
 from imgcls.tools.labels.folds import LabelsRequest, out_of_fold
 from imgcls.tools.labels.page import write_page
@@ -26,7 +25,7 @@ class LabelsResult:
 def find_label_issues(request: LabelsRequest,
                       say: Callable[[str], None] = print) -> LabelsResult:
     oof = out_of_fold(request, say)
-    findings = find_issues(oof, builtin=builtin_name(request.data) is not None)
+    findings = find_issues(oof)
     issues_csv, relabel_csv = write_tables(findings, request.output)
     page = write_page(findings, oof.image_set.images[torch.as_tensor(oof.items)],
                       request.output / "label_issues.html", source=oof.image_set.source,
