@@ -10,12 +10,15 @@ cleanlab 2.9.0, 2 threads, the machine otherwise idle; bench/results/label_noise
   20% uniform     10m (601 s)   13,146    0.862       0.945    0.902
 
   20% uniform, `imgcls train --time-budget B` (auto), official test split, seed 0:
-    B      noisy labels   --exclude label_issues.csv   --relabel (noisy + suggestions)
-    5m     0.9302         0.9327                       0.9272
-    10m    0.9355         0.9353                       0.9312   (--reuse-labels)
-  The fixes do NOT buy the 1 point issue 25 asks for: auto's short runs on the noisy labels
-  (label smoothing 0.1, 10-20 epochs) learn little of the uniform noise to begin with, and the
-  suggestions that are wrong (14% of the flagged) cost what the right ones gain.
+    B      noisy labels   --exclude label_issues.csv   --relabel (suggestions)   clean labels
+    5m     0.9302         0.9327                       0.9272                    -
+    10m    0.9355         0.9353                       0.9312                    0.9450
+  The fixes do NOT buy the 1 point issue 25 asks for, and at this budget no fix can: the clean
+  row (the planted flips undone, the noisy row's config.yaml with `relabel: null`, so the same
+  vgg_small width 1.5 for the same 13.99 epochs) is the ceiling, and it is 0.95 points above the
+  noisy row. auto's short runs on the noisy labels (label smoothing 0.1, 14 epochs, train
+  accuracy 0.76) learn little of the uniform noise to begin with, and the suggestions that are
+  wrong (14% of the flagged) cost what the right ones gain.
   Not run yet: the class-pair flips, 5% noise, other seeds.
 
 What it does. A seeded share of the 60,000 training labels is flipped, uniformly to another
@@ -31,6 +34,9 @@ the clean official test split.
 
     python bench/label_noise.py --noise 0.1 --kind uniform --budget 10m
     python bench/label_noise.py --noise 0.2 --kind uniform --budget 10m --trainings
+    python bench/label_noise.py --noise 0.2 --kind uniform --trainings --rows clean --reuse-labels
+
+A pair flip of 20% flips 20% of each paired class's labels (12% of all labels).
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ def main() -> None:
     parser.add_argument("--train-budget", default="10m", help="for each of the trainings")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--trainings", action="store_true")
+    parser.add_argument("--rows", default="noisy,exclude,relabel",
+                        help="which trainings: noisy, exclude, relabel, and clean (the planted"
+                             " flips undone: the ceiling any fix can reach)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/imgcls-bench-labels")
     parser.add_argument("--reuse-labels", action="store_true",
@@ -85,9 +94,21 @@ def main() -> None:
     trained = f"-train{args.train_budget}" if args.trainings else ""
     output = (Path(__file__).parent / "results"
               / f"label_noise-{args.kind}-{args.noise:g}{trained}.json")
+    result = merged(output, result)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {output}")
+
+
+def merged(output: Path, result: dict) -> dict:
+    """Rows run on their own (--rows clean) join the earlier rows of the same setting."""
+    if not output.is_file() or "test_accuracy" not in result:
+        return result
+    earlier = json.loads(output.read_text())
+    if earlier.get("detection") != result["detection"]:
+        return result  # another planting or another data labels run: nothing to join
+    accuracy = {**earlier.get("test_accuracy", {}), **result["test_accuracy"]}
+    return {**result, "test_accuracy": accuracy}
 
 
 def plant(work: Path, noise: float, kind: str, seed: int) -> tuple[dict[str, int], Path]:
@@ -100,7 +121,9 @@ def plant(work: Path, noise: float, kind: str, seed: int) -> tuple[dict[str, int
     rng = np.random.default_rng(seed)
     partner = {a: b for pair in PAIRS for a, b in (pair, pair[::-1])}
     pool = train if kind == "uniform" else [i for i in train if labels[i] in partner]
-    chosen = rng.choice(pool, size=round(noise * len(train)), replace=False)
+    # A pair flip of 20% flips 20% of each paired class (co-teaching's "pair" noise), not 20%
+    # of all labels, which would be a third of those classes.
+    chosen = rng.choice(pool, size=round(noise * len(pool)), replace=False)
     planted = {}
     for index in chosen:
         given = int(labels[index])
@@ -148,9 +171,11 @@ def train_three(work: Path, noisy: Path, planted: dict[str, int], flagged: set[s
     settings = {"noisy": ["--relabel", str(noisy)],
                 "exclude": ["--relabel", str(noisy), "--exclude",
                             str(work / "labels" / "label_issues.csv")],
-                "relabel": ["--relabel", str(relabeled)]}
+                "relabel": ["--relabel", str(relabeled)],
+                "clean": []}
     accuracy = {}
-    for name, flags in settings.items():
+    for name in args.rows.split(","):
+        flags = settings[name]
         output = work / f"train-{name}"
         run([*IMGCLS, "train", "--data", "fashion-mnist", "--time-budget", args.train_budget,
              "--seed", str(args.seed), "--no-progress", "--output", str(output),
