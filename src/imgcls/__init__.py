@@ -15,7 +15,10 @@ from imgcls.version import __version__
 if TYPE_CHECKING:  # torch is imported where it is used: `imgcls --help` takes no second for it
     import torch
 
-__all__ = ["__version__", "evaluate", "list_models", "load", "one_hot", "resume", "train"]
+    from imgcls.evaluation.explain_files import ExplainResult
+
+__all__ = ["__version__", "calibrate", "evaluate", "explain", "list_models", "load", "one_hot",
+           "resume", "train"]
 
 
 def train(
@@ -55,6 +58,28 @@ def evaluate(model_path: str | Path, data: str, **options: Any) -> dict[str, Any
     from imgcls.evaluation.evaluate import evaluate as run_evaluation
 
     return run_evaluation(model_path, data, **options)
+
+
+def calibrate(model_path: str | Path, *, data: str | None = None, data_dir: str | None = None,
+              keep: float = 0.95) -> dict[str, Any]:
+    """Fit a model file's temperature and `unknown` threshold on its run's validation split
+    (what training does at its end) and write them into the file; returns the record."""
+    from dataclasses import asdict
+
+    from imgcls.evaluation.recalibrate import calibrate_model_file
+
+    return asdict(calibrate_model_file(model_path, data=data, data_dir=data_dir, keep=keep))
+
+
+def explain(model_path: str | Path, images: list[str | Path], output_dir: str | Path, *,
+            top: int = 1, device: str | None = None) -> ExplainResult:
+    """Grad-CAM: for each image (file, or folder of them), an overlay PNG per top class in
+    `output_dir` and explanations.json listing them with the class probabilities; files
+    that are not images are listed as skipped (not raised). `device` None: CUDA when
+    present, else the CPU."""
+    from imgcls.evaluation.explain_files import explain_files
+
+    return explain_files(model_path, images, output_dir, top=top, device=device)
 
 
 def list_models() -> list[str]:

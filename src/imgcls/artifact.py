@@ -72,7 +72,22 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
     card = read_card(path)
     model = build_network(card)
     model.load_state_dict(read_weights(path))
+    if card.trust is not None:
+        fold_temperature(model, card.model_name, card.trust.temperature)
     return model.eval(), card
+
+
+def fold_temperature(model: nn.Module, model_name: str, temperature: float) -> None:
+    """Divide the head's weights and bias by the card's temperature: the network's logits
+    are then the calibrated ones, for every backend and export alike, with no extra step. The
+    file keeps the weights as trained (training and --init-from read those)."""
+    from imgcls.models import get_spec
+
+    head = model.get_submodule(get_spec(model_name).head)
+    with torch.no_grad():
+        head.weight.div_(temperature)
+        if head.bias is not None:
+            head.bias.div_(temperature)
 
 
 def model_file(path: str | Path) -> Path:

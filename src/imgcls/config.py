@@ -100,6 +100,11 @@ class TrainConfig:
     # Test-time augmentation, part of the saved network: "hflip" averages the logits of each
     # image and its mirror (off for data a mirror changes, like digits); "none".
     tta: str = "none"
+    # After training, on the validation split: a temperature that calibrates the
+    # probabilities, and the familiarity threshold under which an answer is "unknown",
+    # set to keep `ood_keep` of the validation images (model_card.TrustRecord).
+    calibrate: bool = True
+    ood_keep: float = 0.95
     # optimization
     epochs: float = 10  # a fraction stops the last epoch part way
     # A duration ("90s", "10m", "1h"): the run plans its epochs to end within it.
@@ -182,6 +187,7 @@ class TrainConfig:
         _choice("balance", self.balance, BALANCES)
         _choice("metric", self.metric, METRICS)
         _choice("tta", self.tta, TTA_CHOICES)
+        _require(0 < self.ood_keep <= 1, f"--ood-keep must be in (0, 1]; got {self.ood_keep}")
         _require(0 <= self.label_smoothing < 1,
                  f"--label-smoothing must be in [0, 1); got {self.label_smoothing}")
         _require(0 < self.ema_decay < 1, f"--ema-decay must be in (0, 1); got {self.ema_decay}")

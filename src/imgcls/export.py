@@ -2,7 +2,10 @@
 
 Both exports take float pixels in 0..255, [N, C, H, W] with a dynamic batch N, and return
 class probabilities [N, K]: the normalization statistics and the softmax are baked into the
-graph, so a consumer only has to decode and resize (to_uint8_chw's recipe). The imgcls
+graph, so a consumer only has to decode and resize (to_uint8_chw's recipe). An ONNX file has a
+second output, `familiarity` [N] (logsumexp of the logits as trained), which the card's trust record
+compares with its threshold to answer "none of my classes"; the first output is unchanged
+for a consumer that reads only it. The imgcls
 metadata travels inside: ONNX `metadata_props` (key `imgcls`, plus `class_names`, `input`
 and `normalization` on their own for other tools), TorchScript's extra file `imgcls.json`.
 
@@ -30,20 +33,27 @@ from imgcls.model_card import ModelCard
 from imgcls.rundir import resolve_model_path
 
 OPSET = 18
-INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
+INPUT_NAME, OUTPUT_NAME, FAMILIARITY_NAME = "pixels", "probabilities", "familiarity"
+ONNX_OUTPUTS = [OUTPUT_NAME, FAMILIARITY_NAME]
 _EXAMPLE_BATCH = 2  # traced with 2, not 1, so no exporter specializes the batch axis to 1
 
 
 class PixelsToProbabilities(nn.Module):
     """The network with its preprocessing and softmax: what an exported file computes."""
 
-    def __init__(self, model: nn.Module, normalization: dict[str, Any]) -> None:
+    def __init__(self, model: nn.Module, normalization: dict[str, Any], *,
+                 familiarity: bool = True, familiarity_scale: float = 1.0) -> None:
         super().__init__()
         self.normalizer = Normalizer(normalization)
         self.model = model
+        self.familiarity = familiarity  # False: probabilities alone (TorchScript's contract)
+        self.familiarity_scale = familiarity_scale  # ModelCard.familiarity_scale
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalizer(pixels)).softmax(dim=1)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(self.normalizer(pixels))
+        if not self.familiarity:
+            return logits.softmax(dim=1)
+        return logits.softmax(dim=1), (logits * self.familiarity_scale).logsumexp(dim=1)
 
 
 def export_model(model_path: str | Path, format: str, output: str | Path | None = None) -> Path:
@@ -51,7 +61,8 @@ def export_model(model_path: str | Path, format: str, output: str | Path | None 
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
     model, card = load_model(model_path)
-    wrapped = PixelsToProbabilities(model, card.normalization).eval()
+    wrapped = PixelsToProbabilities(model, card.normalization, familiarity=format == "onnx",
+                                    familiarity_scale=card.familiarity_scale).eval()
     target = Path(output) if output else default_output(model_path, format)
     target.parent.mkdir(parents=True, exist_ok=True)
     example = example_pixels(card, _EXAMPLE_BATCH)
@@ -71,7 +82,8 @@ def default_output(model_path: str | Path, format: str) -> Path:
 def export_note(format: str) -> dict[str, Any]:
     """What the exported graph expects, for whoever reads the embedded metadata."""
     return {"format": format, "input": INPUT_NAME, "input_range": [0, 255],
-            "layout": "NCHW", "normalization_in_graph": True, "output": OUTPUT_NAME}
+            "layout": "NCHW", "normalization_in_graph": True, "output": OUTPUT_NAME,
+            **({"familiarity": FAMILIARITY_NAME} if format == "onnx" else {})}
 
 
 def example_pixels(card: ModelCard, batch: int) -> torch.Tensor:
@@ -87,7 +99,7 @@ def _export_onnx(wrapped: nn.Module, example: torch.Tensor, target: Path,
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not the user's
         program = torch.onnx.export(
             wrapped, (example,), dynamo=True, opset_version=OPSET, verbose=False,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            input_names=[INPUT_NAME], output_names=ONNX_OUTPUTS,
             dynamic_shapes=({0: batch},),
         )
     proto = program.model_proto

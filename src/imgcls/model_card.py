@@ -8,12 +8,15 @@ step by step to FORMAT_VERSION before reading it, and refuses one from a newer i
 Version history:
   1  architecture, class_names, input, normalization, metrics, training, data, versions
   2  + runtime: the memory format and precision the network was trained with
+     (+ optional trust: the temperature and the "none of my classes" rule fitted after
+     training; an optional section, so no new format: an older imgcls keeps it unread in
+     `extra` and predicts uncalibrated, never refuses the file)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imgcls.errors import UserError
@@ -21,7 +24,8 @@ from imgcls.errors import UserError
 FORMAT_VERSION = 2
 # Top-level keys the card reads; any other key (an export's "export" note) is kept as is.
 _KNOWN_KEYS = frozenset({"format_version", "architecture", "class_names", "input",
-                         "normalization", "metrics", "training", "data", "versions", "runtime"})
+                         "normalization", "metrics", "training", "data", "versions", "runtime",
+                         "trust"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,23 @@ class RuntimeRecord:
 
 
 @dataclass(frozen=True)
+class TrustRecord:
+    """What makes the answers trustworthy, fitted on the validation split after training:
+    probabilities calibrated by `temperature` (logits / temperature: artifact.load_model folds
+    it into the head, so every backend and export applies it), and "none of my classes" when
+    an image's familiarity (`score`) falls below `threshold`."""
+
+    temperature: float
+    # "energy": familiarity = logsumexp(logits as trained / energy_temperature), Liu et al.'s
+    # energy score (negated, over that temperature)
+    score: str
+    threshold: float | None  # familiarity below it answers "unknown"; None: never
+    keep: float  # the share of the validation images the threshold keeps
+    fitted: dict[str, Any] = field(default_factory=dict)  # split, images, NLL and ECE before/after
+    energy_temperature: float = 2.0
+
+
+@dataclass(frozen=True)
 class ModelCard:
     architecture: Architecture
     class_names: list[str]
@@ -81,11 +102,21 @@ class ModelCard:
     data: DataRecord | None = None
     versions: dict[str, str] = field(default_factory=dict)
     runtime: RuntimeRecord | None = None  # None: a file from before format 2
+    trust: TrustRecord | None = None  # None: uncalibrated, never "unknown" (earlier files)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this imgcls does not read
 
     @property
     def model_name(self) -> str:
         return self.architecture.name
+
+    @property
+    def familiarity_scale(self) -> float:
+        """What familiarity multiplies the network's (calibrated) logits by before their
+        logsumexp: the temperature over the energy's, so it is the trained network's own
+        energy score (a file without a trust record: its logits' logsumexp)."""
+        if self.trust is None:
+            return 1.0
+        return self.trust.temperature / self.trust.energy_temperature
 
     def to_header(self) -> dict[str, Any]:
         """The JSON document of the model file's header (format FORMAT_VERSION)."""
@@ -107,6 +138,8 @@ class ModelCard:
         if self.runtime is not None:
             document["runtime"] = {"channels_last": self.runtime.channels_last,
                                    "precision": self.runtime.precision}
+        if self.trust is not None:
+            document["trust"] = asdict(self.trust)
         return {**document, "versions": self.versions, **self.extra}
 
     @classmethod
@@ -124,6 +157,7 @@ class ModelCard:
                 data=_optional(DataRecord, document.get("data")),
                 versions=document.get("versions") or {},
                 runtime=_optional(RuntimeRecord, document.get("runtime")),
+                trust=_optional(TrustRecord, document.get("trust")),
                 extra={k: v for k, v in document.items() if k not in _KNOWN_KEYS},
             )
         except (KeyError, TypeError) as error:

@@ -22,7 +22,13 @@ from imgcls.data.pixels import BadImageError, DecodeBudget, decode_file, to_uint
 from imgcls.errors import UserError
 from imgcls.model_card import ModelCard
 from imgcls.onnx_runner import OnnxRunner
-from imgcls.prediction import Prediction, ranked
+from imgcls.prediction import (
+    CARD,
+    Prediction,
+    answer,
+    parse_reject_below,
+    rejection_threshold,
+)
 from imgcls.rundir import resolve_model_path
 
 OnnxInput = str | Path | Image.Image
@@ -53,8 +59,16 @@ class OnnxPredictor:
         """Probabilities [N, K] for uint8 (or float 0..255) pixels [N, C, H, W]."""
         return self.runner.probabilities(pixels, batch_size)
 
-    def predict(self, images: OnnxInput | Sequence[OnnxInput], topk: int = 5) -> list[Prediction]:
-        """Top-k labels for files or PIL images; a bad input gets an error, not a crash."""
+    def outputs(self, pixels: np.ndarray,
+                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, K] and familiarity [N] (None: an export without it)."""
+        return self.runner.outputs(pixels, batch_size)
+
+    def predict(self, images: OnnxInput | Sequence[OnnxInput], topk: int = 5, *,
+                reject_below: float | str = CARD) -> list[Prediction]:
+        """Top-k labels for files or PIL images; a bad input gets an error, not a crash.
+        `reject_below` as the Predictor's."""
+        threshold = rejection_threshold(self.card.trust, parse_reject_below(reject_below))
         inputs = [images] if isinstance(images, (str, Path, Image.Image)) else list(images)
         results = [Prediction(_describe(item), None, None, []) for item in inputs]
         decoded: dict[int, np.ndarray] = {}
@@ -64,11 +78,12 @@ class OnnxPredictor:
             except (BadImageError, ValueError, TypeError, OSError) as error:
                 results[index].error = getattr(error, "reason", None) or str(error)
         if decoded:
-            rows = self.probabilities(np.stack(list(decoded.values())))
-            for index, row in zip(decoded, rows, strict=True):
-                top = ranked(row, self.class_names, topk)
-                results[index] = Prediction(_describe(inputs[index]), top[0]["label"],
-                                            top[0]["score"], top)
+            rows, familiarity = self.outputs(np.stack(list(decoded.values())))
+            for row, index in enumerate(decoded):
+                results[index] = answer(
+                    _describe(inputs[index]), rows[row],
+                    None if familiarity is None else float(familiarity[row]),
+                    self.class_names, topk, trust=self.card.trust, threshold=threshold)
         return results
 
 

@@ -1,5 +1,6 @@
 """An ONNX file from `imgcls export` (or a backend's cached export) under onnxruntime's CPU
-provider: float pixels 0..255 [N, C, H, W] in, probabilities [N, K] out, all numpy.
+provider: float pixels 0..255 [N, C, H, W] in, probabilities [N, K] out (and familiarity [N],
+the second output of files exported since it existed), all numpy.
 
 It imports numpy and onnxruntime only, never torch: an .onnx model then predicts in about
 a quarter of a second and serves in a fraction of torch's memory (bench/cold_start.py).
@@ -38,16 +39,28 @@ class OnnxRunner:
                             f"{broken_hint}") from None
         self.path = path
         self.input_name: str = self.session.get_inputs()[0].name
+        # An export from before the familiarity output has one output: probabilities.
+        self.output_names = [output.name for output in self.session.get_outputs()][:2]
 
     def probabilities(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """float32 probabilities [N, K] for pixels [N, C, H, W] (uint8, or float 0..255)."""
+        return self.outputs(pixels, batch_size)[0]
+
+    def outputs(self, pixels: np.ndarray,
+                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, K] and familiarity [N] (None: the file has no such output)."""
         step = max(batch_size, 1)
-        outputs = [
-            self.session.run(None, {self.input_name: pixels[start:start + step]
-                                    .astype(np.float32, copy=False)})[0]
+        parts = [
+            self.session.run(self.output_names, {self.input_name: pixels[start:start + step]
+                                                 .astype(np.float32, copy=False)})
             for start in range(0, len(pixels), step)
         ]
-        return np.concatenate(outputs) if outputs else np.empty((0, 0), np.float32)
+        if not parts:
+            return np.empty((0, 0), np.float32), None
+        probabilities = np.concatenate([part[0] for part in parts])
+        if len(self.output_names) < 2:
+            return probabilities, None
+        return probabilities, np.concatenate([part[1] for part in parts]).astype(np.float32)
 
     def imgcls_header(self) -> dict[str, Any]:
         """The model card the export embedded (its `imgcls` metadata), as a JSON document."""

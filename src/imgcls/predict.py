@@ -21,10 +21,17 @@ from imgcls.backends.int8_embedded import refuse_if_untrusted
 from imgcls.data.decode import BadImageError, DecodeBudget, decode_file, to_uint8_chw
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
+from imgcls.inference import Outputs
 from imgcls.model_card import ModelCard
 from imgcls.models import get_spec
 from imgcls.onnx_runner import OnnxRunner
-from imgcls.prediction import Prediction
+from imgcls.prediction import (
+    CARD,
+    Prediction,
+    answer,
+    parse_reject_below,
+    rejection_threshold,
+)
 from imgcls.runtime import Requested, RuntimeChoice, resolve
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -39,8 +46,8 @@ class OnnxModel:
         refuse_if_untrusted(self.runner)  # an int8 file checked on a CPU of another kind
         self.card = ModelCard.from_header(self.runner.imgcls_header(), origin=str(path))
 
-    def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        return torch.from_numpy(self.runner.probabilities(images.numpy(), batch_size))
+    def outputs(self, images: torch.Tensor, batch_size: int = 256) -> Outputs:
+        return Outputs.from_numpy(*self.runner.outputs(images.numpy(), batch_size))
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -113,14 +120,22 @@ class Predictor:
 
     def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Class probabilities [N, K] for uint8 images already at the model's input format
-        (or float pixels in 0..255)."""
-        if self.onnx is not None:
-            return self.onnx.probabilities(images, batch_size)
-        assert self.backend is not None  # set whenever onnx is None
-        return self.backend.probabilities(images, batch_size)
+        (or float pixels in 0..255); calibrated when the card has a temperature."""
+        return self.outputs(images, batch_size).probabilities
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], topk: int = 5) -> list[Prediction]:
-        """Top-k labels for paths, PIL images or arrays; a bad input gets an error, not a crash."""
+    def outputs(self, images: torch.Tensor, batch_size: int = 256) -> Outputs:
+        """Probabilities [N, K] and familiarity [N] (NaN from an export that lacks it)."""
+        if self.onnx is not None:
+            return self.onnx.outputs(images, batch_size)
+        assert self.backend is not None  # set whenever onnx is None
+        return self.backend.outputs(images, batch_size)
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], topk: int = 5, *,
+                reject_below: float | str = CARD) -> list[Prediction]:
+        """Top-k labels for paths, PIL images or arrays; a bad input gets an error, not a crash.
+        `reject_below`: the familiarity under which the answer is "unknown" ("card": the
+        model card's threshold; "off": never)."""
+        threshold = rejection_threshold(self.card.trust, parse_reject_below(reject_below))
         inputs = [images] if _is_single(images) else list(images)
         tensors, errors = self._decode_all(inputs)
         good = [index for index, tensor in enumerate(tensors) if tensor is not None]
@@ -129,9 +144,12 @@ class Predictor:
             for index, item in enumerate(inputs)
         ]
         if good:
-            probabilities = self.probabilities(torch.stack([tensors[i] for i in good]))
-            for index, row in zip(good, probabilities, strict=True):
-                results[index] = self._prediction(_describe(inputs[index]), row, topk)
+            found = self.outputs(torch.stack([tensors[i] for i in good]))
+            for row, index in enumerate(good):
+                results[index] = answer(
+                    _describe(inputs[index]), found.probabilities[row].numpy(),
+                    float(found.familiarity[row]), self.class_names, topk,
+                    trust=self.card.trust, threshold=threshold)
         return results
 
     def _decode_all(
@@ -146,14 +164,6 @@ class Predictor:
                 tensors.append(None)
                 errors[index] = getattr(error, "reason", None) or str(error)
         return tensors, errors
-
-    def _prediction(self, name: str, row: torch.Tensor, topk: int) -> Prediction:
-        scores, indices = row.topk(min(topk, len(self.class_names)))
-        ranked = [
-            {"label": self.class_names[i], "score": float(s)}
-            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
-        ]
-        return Prediction(name, ranked[0]["label"], ranked[0]["score"], ranked)
 
 
 def _is_single(images: Any) -> bool:

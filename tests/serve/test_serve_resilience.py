@@ -46,15 +46,15 @@ def post_png(base_url: str) -> httpx.Response:
 def with_failures(app: FastAPI) -> list[BaseException]:
     """What the next forward passes raise, in order (the warm-up passes go through)."""
     predictor = app.state.service.predictor
-    real = predictor.probabilities
+    real = predictor.outputs
     failures: list[BaseException] = []
 
-    def probabilities(pixels: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def outputs(pixels: torch.Tensor, **kwargs: Any) -> Any:
         if failures:
             raise failures.pop(0)
         return real(pixels, **kwargs)
 
-    predictor.probabilities = probabilities
+    predictor.outputs = outputs
     return failures
 
 

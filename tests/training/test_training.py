@@ -22,7 +22,7 @@ RUN_FILES = ("config.yaml", "split.json", "history.jsonl", "model.safetensors", 
 HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                 "val_f1_macro", "images_per_s", "seconds"}
 METADATA_KEYS = {"format_version", "architecture", "class_names", "input", "normalization",
-                 "metrics", "training", "data", "runtime", "versions"}
+                 "metrics", "training", "data", "runtime", "versions", "trust"}
 
 
 def test_run_directory_holds_every_file(digits_run: Path) -> None:
@@ -51,6 +51,10 @@ def test_model_file_is_self_describing(digits_run: Path) -> None:
         (digits_run / "split.json").read_text())["content_hash"]
     metrics = json.loads((digits_run / "metrics.json").read_text())
     assert metadata["metrics"]["accuracy"] == metrics["accuracy"]
+    trust = metadata["trust"]  # fitted on the validation split after training
+    assert trust["temperature"] > 0 and trust["score"] == "energy" and trust["keep"] == 0.95
+    assert trust["fitted"]["images"] == len(json.loads(
+        (digits_run / "split.json").read_text())["val"])
 
 
 def test_resume_state_loads_without_pickle(digits_run: Path) -> None:
@@ -72,7 +76,9 @@ def test_loaded_model_predicts_what_training_predicted(digits_run: Path) -> None
     images, item_ids = _test_images(digits_run)
     assert [row["item"] for row in rows] == item_ids
     predictor = imgcls.load(digits_run / "model.safetensors")
-    predictions = predictor.predict([image[0].numpy() for image in images], topk=3)
+    # The classes, as training wrote them: none turned away as `unknown` here.
+    predictions = predictor.predict([image[0].numpy() for image in images], topk=3,
+                                    reject_below="off")
     assert [p.label for p in predictions] == [row["predicted"] for row in rows]
     scores = np.array([p.score for p in predictions])
     np.testing.assert_allclose(scores, [float(row["score"]) for row in rows], atol=1e-5)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from trustfiles import rejecting_all
 
 from imgcls.data.sources import load_source
 from imgcls.predict import Predictor
@@ -240,6 +241,11 @@ def test_matches_the_predictor_on_50_images(browser: Any, web_folder: Path, tmp_
         got = np.array(result["probabilities"])
         assert got.argmax() == probabilities.argmax(), path.name
         assert np.abs(got - probabilities).max() < 1e-3, path.name
+        # "None of my classes" by the card's threshold, as the Predictor decides it.
+        answer = predictor.predict(path)[0]
+        assert result["familiarity"] == pytest.approx(answer.familiarity, abs=1e-3), path.name
+        if abs(answer.familiarity - answer.threshold) > 1e-3:
+            assert result["unknown"] == answer.unknown, path.name
     exact = sum(result["pixels"] == pixels.flatten().tolist()
                 for result, pixels in zip(results, expected_pixels, strict=True))
     largest = max(np.abs(np.array(result["probabilities"]) - probabilities).max()
@@ -251,6 +257,26 @@ def test_matches_the_predictor_on_50_images(browser: Any, web_folder: Path, tmp_
           f"ms, max {max(times):.1f} ms")
     assert watch.errors == []
     assert watch.outside == []
+
+
+def test_says_unknown_below_the_threshold(browser: Any, digits_run: Path, photo: Path,
+                                          tmp_path: Path) -> None:
+    model = rejecting_all(digits_run / "model.safetensors", tmp_path / "model.safetensors")
+    folder = tmp_path / "app"
+    result = subprocess.run(
+        [sys.executable, "-m", "imgcls", "export", str(model), "--format", "web",
+         "--output", str(folder), "--check-samples", "8"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((folder / "model.json").read_text())
+    assert info["familiarity_name"] == "familiarity" and info["threshold"] == 1e9
+    with app_page(browser, folder) as (_, page, watch):
+        answer = classify(page, photo)
+        assert answer["unknown"] is True and answer["label"] == "unknown"
+        assert page.text_content("#label") == "unknown"
+        assert "None of this model's classes" in page.text_content("#unknown")
+        assert page.locator(".bar").count() == 5  # the closest guesses stay shown
+    assert watch.errors == []
 
 
 def test_unreadable_image_gets_a_clear_message(browser: Any, web_folder: Path,

@@ -25,6 +25,7 @@ from imgcls.backends.timing import (
     write_timings,
 )
 from imgcls.errors import UserError
+from imgcls.inference import Outputs
 
 # A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
 # first load of a big network does not spend minutes on it.
@@ -50,9 +51,9 @@ class AutoBackend:
         self.chosen = {size: fastest(self.timings, size) for size in sizes}
         self.backends = {name: candidates[name]() for name in set(self.chosen.values())}
 
-    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
         size = max(1, min(batch_size, len(images)))
-        return self.backends[self.choice(size)].probabilities(images, batch_size)
+        return self.backends[self.choice(size)].outputs(images, batch_size)
 
     def choice(self, size: int) -> str:
         return self.chosen[nearest(list(self.chosen), size)]
@@ -70,13 +71,13 @@ def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Ten
                 raise  # eager torch itself: nothing to compare against
             timings[name] = {}  # e.g. a damaged cached export: recorded, never chosen
             continue
-        output = backend.probabilities(example[: max(sizes)], max(sizes))
+        output = backend.outputs(example[: max(sizes)], max(sizes)).probabilities
         if reference is None:
             reference = output
         elif name in exact and (output - reference).abs().max().item() > PARITY_TOLERANCE:
             timings[name] = {}  # not the same function: recorded, never chosen
             continue
-        timings[name] = {size: median_ms(lambda b=backend, s=size: b.probabilities(
+        timings[name] = {size: median_ms(lambda b=backend, s=size: b.outputs(
             example[:s], s)) for size in sizes}
         del backend
     return timings

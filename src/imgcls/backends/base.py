@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from imgcls.data.normalize import Normalizer
+from imgcls.inference import Outputs
 from imgcls.model_card import ModelCard
 from imgcls.runtime import RuntimeChoice
 
@@ -17,8 +18,9 @@ from imgcls.runtime import RuntimeChoice
 class Backend(Protocol):
     name: str
 
-    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """Softmax probabilities [N, K] (float32, CPU) for uint8 (or 0..255 float) pixels."""
+    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
+        """Probabilities [N, K] and familiarity [N] (float32, CPU) for uint8 (or 0..255
+        float) pixels."""
         ...
 
 

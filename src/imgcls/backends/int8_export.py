@@ -69,7 +69,7 @@ def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | Non
                               images[torch.as_tensor(spread(train, CALIBRATION_IMAGES))])
     int8 = OnnxBackend(int8_path, "onnx-int8", threads=torch.get_num_threads())
     test_images = images[torch.as_tensor(fp32.indices)]
-    int8_probabilities = int8.probabilities(test_images, 256).numpy()
+    int8_probabilities = int8.outputs(test_images, 256).probabilities.numpy()
     check = Int8Check(
         samples=len(labels), data=fp32.metrics["data"],
         top1_agreement=float(np.mean(int8_probabilities.argmax(1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from imgcls.inference import Outputs
 from imgcls.onnx_runner import OnnxRunner
 
 
@@ -16,5 +17,5 @@ class OnnxBackend:
                                  broken_hint="delete it and load again to rebuild it")
         self.name = name
 
-    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-        return torch.from_numpy(self.runner.probabilities(images.numpy(), batch_size))
+    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
+        return Outputs.from_numpy(*self.runner.outputs(images.numpy(), batch_size))

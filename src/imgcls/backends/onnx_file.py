@@ -23,8 +23,8 @@ from torch import nn
 from imgcls.artifact import load_model
 from imgcls.export import (
     INPUT_NAME,
+    ONNX_OUTPUTS,
     OPSET,
-    OUTPUT_NAME,
     PixelsToProbabilities,
     example_pixels,
     export_model,
@@ -56,13 +56,14 @@ def _legacy_export(model_file: Path, target: Path) -> None:
 
     model, card = load_model(model_file)
     model = uniform_pools_as_avgpool(model.eval(), torch.zeros(1, *card.input.chw))
-    wrapped = PixelsToProbabilities(model, card.normalization).eval()
+    wrapped = PixelsToProbabilities(model, card.normalization,
+                                    familiarity_scale=card.familiarity_scale).eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         torch.onnx.export(
             wrapped, (example_pixels(card, 2),), str(target), dynamo=False,
-            opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET, input_names=[INPUT_NAME], output_names=ONNX_OUTPUTS,
+            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *ONNX_OUTPUTS)},
         )
     proto = onnx.load(str(target))
     document = {**card.to_header(), "export": export_note("onnx")}

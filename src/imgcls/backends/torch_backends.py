@@ -18,7 +18,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from imgcls.backends.base import BackendInputs
-from imgcls.inference import predict_probabilities
+from imgcls.inference import Outputs, predict_outputs
 
 
 class EagerTorch:
@@ -29,11 +29,12 @@ class EagerTorch:
     def __init__(self, inputs: BackendInputs) -> None:
         self.inputs = inputs
 
-    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
         runtime = self.inputs.runtime
-        return predict_probabilities(
+        return predict_outputs(
             self.inputs.model, self.inputs.normalizer, images, batch_size=batch_size,
             device=runtime.device, channels_last=runtime.channels_last,
+            familiarity_scale=self.inputs.card.familiarity_scale,
         )
 
 
@@ -61,9 +62,10 @@ class FoldedTorch:
     def __init__(self, inputs: BackendInputs) -> None:
         self.device = inputs.runtime.device
         self.module = _PixelsToLogits(inputs, place_like(fold_batchnorm(inputs.model), inputs))
+        self.scale = inputs.card.familiarity_scale
 
-    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-        return run_chunks(self.module, images, batch_size, self.device)
+    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
+        return run_chunks(self.module, images, batch_size, self.device, scale=self.scale)
 
 
 class JitTorch:
@@ -73,6 +75,7 @@ class JitTorch:
 
     def __init__(self, inputs: BackendInputs) -> None:
         self.device = inputs.runtime.device
+        self.scale = inputs.card.familiarity_scale
         wrapped = _PixelsToLogits(inputs, copy.deepcopy(inputs.model)).eval()
         example = torch.zeros(2, *inputs.card.input.chw, device=self.device)
         with warnings.catch_warnings(), torch.no_grad():
@@ -80,10 +83,11 @@ class JitTorch:
             self.module = _optimized_if_it_runs(
                 lambda: torch.jit.freeze(torch.jit.trace(wrapped, example)), example)
 
-    def probabilities(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
         # no_grad, not inference_mode: frozen graphs reject inference tensors as inputs.
         with torch.no_grad():
-            return run_chunks(self.module, images, batch_size, self.device, inference=False)
+            return run_chunks(self.module, images, batch_size, self.device, inference=False,
+                              scale=self.scale)
 
 
 def _optimized_if_it_runs(freeze: Callable[[], torch.jit.ScriptModule],
@@ -115,11 +119,12 @@ def place_like(model: nn.Module, inputs: BackendInputs) -> nn.Module:
 
 
 def run_chunks(module: nn.Module | torch.jit.ScriptModule, images: torch.Tensor,
-               batch_size: int, device: torch.device, *, inference: bool = True) -> torch.Tensor:
+               batch_size: int, device: torch.device, *, inference: bool = True,
+               scale: float = 1.0) -> Outputs:
     outputs = []
     context = torch.inference_mode() if inference else torch.no_grad()
     with context:
         for chunk in images.split(max(batch_size, 1)):
             logits = module(chunk.to(device, non_blocking=True).float())
-            outputs.append(logits.float().softmax(dim=1).cpu())
-    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+            outputs.append(Outputs.of_logits(logits, scale))
+    return Outputs.joined(outputs)

@@ -119,6 +119,11 @@ def add_train_options(
     _option(model, "--tta", dest="tta", choices=TTA_CHOICES,
             help="hflip: the saved model averages each image's logits with its mirror's "
                  "(twice the inference cost; off for data a mirror changes, like digits)")
+    _option(model, "--no-calibrate", dest="calibrate", action="store_false",
+            help="skip fitting the temperature and the `unknown` threshold on the validation "
+                 "split after training")
+    _option(model, "--ood-keep", dest="ood_keep", type=float, metavar="SHARE",
+            help="the share of validation images the `unknown` threshold keeps (default 0.95)")
     optimization = command.add_argument_group("optimization")
     _option(optimization, "--epochs", dest="epochs", type=_epochs,
             help="a fraction stops the last epoch part way")

@@ -79,12 +79,19 @@ def _add_serve(verbs: argparse._SubParsersAction) -> None:
                 "the request body must arrive within this; 408 beyond", type=float)
     _env_option(command, "--topk", defaults.topk, "default number of classes answered",
                 type=int)
+    _env_option(command, "--reject-below", defaults.reject_below, "answer `unknown` when an "
+                "image's familiarity is below this: a number, card (the model file's "
+                "threshold) or off; a request's reject_below overrides it", type=reject_below)
     _env_option(command, "--model-name", None, "name in URLs (default: from the file name)")
     _env_option(command, "--device", None, "cpu, cuda, cuda:1 (default: CUDA when present)")
     _env_option(command, "--threads", None, "inference threads (default: all cores)",
                 type=int)
     _env_option(command, "--log-level", defaults.log_level, "uvicorn's log level",
                 choices=("critical", "error", "warning", "info", "debug"))
+    command.add_argument("--explain", action="store_const", const="1",
+                         default=os.environ.get("IMGCLS_EXPLAIN", ""),
+                         help="also answer POST /v1/explain with Grad-CAM heat maps (needs "
+                              "the model.safetensors and torch; env IMGCLS_EXPLAIN=1)")
     add_backend_option(command, env=True)
 
 
@@ -98,6 +105,13 @@ def pixel_count(text: str | int) -> int:
         raise ValueError(text) from None
 
 
+def reject_below(text: str | float) -> float | str:
+    """`card`, `off` or a familiarity (argparse reports the ValueError)."""
+    from imgcls.prediction import parse_reject_below
+
+    return parse_reject_below(text)
+
+
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
     origins = tuple(origin.strip() for origin in args.cors_origin.split(",") if origin.strip())
     return ServeSettings(
@@ -106,7 +120,8 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
         max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         timeout_s=args.timeout_s, read_timeout_s=args.read_timeout_s, topk=args.topk,
         model_name=args.model_name, device=args.device, threads=args.threads,
-        log_level=args.log_level, backend=args.backend,
+        log_level=args.log_level, backend=args.backend, reject_below=args.reject_below,
+        explain=_yes(args.explain, "--explain / IMGCLS_EXPLAIN"),
     )
 
 

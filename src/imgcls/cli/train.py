@@ -1,4 +1,5 @@
-"""`imgcls train | eval | predict | models`: argument parsing; the work is in the public API."""
+"""`imgcls train | eval | calibrate | predict | models`: argument parsing; the work is in
+the public API."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def add_commands(verbs: argparse._SubParsersAction) -> None:
     _add_train(verbs)
     _add_eval(verbs)
+    _add_calibrate(verbs)
     _add_predict(verbs)
     _add_models(verbs)
 
@@ -96,6 +98,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_calibrate(verbs: argparse._SubParsersAction) -> None:
+    command = verbs.add_parser(
+        "calibrate", help="fit a model file's temperature and `unknown` threshold on its "
+                          "validation split (training does this itself)")
+    command.set_defaults(handler=_calibrate)
+    command.add_argument("model", metavar="MODEL", help="a model.safetensors or run directory")
+    command.add_argument("--data", help="the data it was trained on (default: as recorded)")
+    command.add_argument("--data-dir", help="where built-in data sets' files are")
+    command.add_argument("--ood-keep", type=float, default=0.95, metavar="SHARE",
+                         help="the share of validation images the `unknown` threshold keeps")
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import imgcls
+
+    trust = imgcls.calibrate(args.model, data=args.data, data_dir=args.data_dir,
+                             keep=args.ood_keep)
+    fitted = trust["fitted"]
+    print(f"calibrated on {fitted['images']} validation images: temperature "
+          f"{trust['temperature']:.3f}, ECE {fitted['ece_before']:.4f} -> "
+          f"{fitted['ece_after']:.4f}; `unknown` below familiarity {trust['threshold']:.3f} "
+          f"(keeps {trust['keep']:.0%}) -> {args.model}")
+    return 0
+
+
 def _print_metrics(metrics: dict[str, Any]) -> None:
     console = Console()
     table = Table(title=f"{metrics['data']} ({metrics['split']}, {metrics['num_samples']} images)")
@@ -114,6 +141,11 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     if "top5_accuracy" in metrics:
         summary += f"  top-5 accuracy {metrics['top5_accuracy']:.4f}"
     console.print(summary)
+    trust = metrics.get("trust")
+    if trust:
+        console.print(f"calibration error (ECE) {trust['ece_before']:.4f} before the "
+                      f"temperature {trust['temperature']:.3f}, {trust['ece_after']:.4f} after; "
+                      f"{trust['unknown_rate']:.1%} answered unknown")
 
 
 # --- predict -----------------------------------------------------------------------------
@@ -126,6 +158,11 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
     command.add_argument("inputs", metavar="IMAGE|DIR", nargs="+")
     command.add_argument("--topk", type=int, default=5)
     command.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    command.add_argument("--reject-below", type=_reject_below, default="card",
+                         metavar="FAMILIARITY|card|off",
+                         help="answer `unknown` (none of the model's classes) when an image's "
+                              "familiarity is below this; card (default): the threshold the "
+                              "model file was fitted with; off: never")
     # auto: a few images run the export training cached, without importing torch (cold
     # start 0.3 s, not 7); more are timed once per machine (backends/cached_onnx.py).
     add_backend_option(command, default="auto")
@@ -136,12 +173,22 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"--topk must be at least 1; got {args.topk}")
     inputs = _expand(args.inputs)
     predictor = _open_predictor(args.model, args.backend, len(inputs))
-    predictions = [p.to_dict() for p in predictor.predict(inputs, topk=args.topk)]
+    predictions = [p.to_dict() for p in predictor.predict(inputs, topk=args.topk,
+                                                          reject_below=args.reject_below)]
     print(_format_predictions(predictions, args.format), end="")
     failed = [p for p in predictions if p.get("error")]
     for item in failed:
         print(f"imgcls: could not read {item['input']}: {item['error']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _reject_below(value: str) -> float | str:
+    from imgcls.prediction import parse_reject_below
+
+    try:
+        return parse_reject_below(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _open_predictor(model: str, backend: str, images: int) -> Any:
@@ -186,17 +233,24 @@ def _format_predictions(predictions: list[dict[str, Any]], style: str) -> str:
     if style == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["input", "label", "score", "topk"])
+        trusted = any("familiarity" in p for p in predictions)  # the card has a trust record
+        writer.writerow(["input", "label", "score", "topk"]
+                        + (["unknown", "familiarity"] if trusted else []))
         for p in predictions:
             topk = ";".join(f"{t['label']}:{t['score']:.6f}" for t in p["topk"])
             score = "" if p["score"] is None else f"{p['score']:.6f}"
-            writer.writerow(safe_row([p["input"], p["label"] or "", score, topk]))
+            trust = [int(p["unknown"]), round(p["familiarity"], 4)] if "familiarity" in p else []
+            writer.writerow(safe_row([p["input"], p["label"] or "", score, topk,
+                                      *(trust or [""] * 2 * trusted)]))
         return buffer.getvalue()
-    table = Table("input", "label", "score", "top-k")
+    trusted = any("familiarity" in p for p in predictions)
+    table = Table("input", "label", "score", "top-k", *(["familiarity"] if trusted else []))
     for p in predictions:
         topk = ", ".join(f"{t['label']} {t['score']:.3f}" for t in p["topk"])
         score = "" if p["score"] is None else f"{p['score']:.4f}"
-        table.add_row(p["input"], p["label"] or f"[red]{p.get('error')}[/]", score, topk)
+        familiar = [f"{p['familiarity']:.2f}" if "familiarity" in p else ""] if trusted else []
+        table.add_row(p["input"], p["label"] or f"[red]{p.get('error')}[/]", score, topk,
+                      *familiar)
     buffer = io.StringIO()
     Console(file=buffer, width=120).print(table)
     return buffer.getvalue()

@@ -73,7 +73,7 @@ def curves_figure(history: list[dict[str, Any]]) -> Figure:
     return figure
 
 
-def reliability_figure(table: ReliabilityBins, ece: float) -> Figure:
+def reliability_figure(table: ReliabilityBins, ece: float, stage: str = "") -> Figure:
     """Accuracy per confidence bin against the diagonal a calibrated model follows."""
     figure = Figure(figsize=(5, 5), layout="constrained")
     axes = figure.add_subplot()
@@ -92,7 +92,7 @@ def reliability_figure(table: ReliabilityBins, ece: float) -> Figure:
     axes.set_ylim(0, 1)
     axes.set_xlabel("confidence (top probability)")
     axes.set_ylabel("accuracy")
-    axes.set_title(f"reliability diagram (ECE {ece:.4f})")
+    axes.set_title(f"reliability diagram{' ' + stage if stage else ''} (ECE {ece:.4f})")
     # Below the axes: inside, it would hide bars wherever the model's confidence lies.
     figure.legend(loc="outside lower center", ncols=3, fontsize=8)
     return figure

@@ -15,6 +15,7 @@ from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import split_from_json, split_image_set
 from imgcls.errors import UserError
 from imgcls.evaluation.metrics import compute_metrics
+from imgcls.evaluation.trust import answered_trust, without_temperature
 from imgcls.model_card import ModelCard
 from imgcls.predict import Predictor
 from imgcls.rundir import RunDir
@@ -30,6 +31,7 @@ class Evaluation:
     indices: np.ndarray  # [N], into image_set
     image_set: ImageSet
     predictor: Predictor
+    uncalibrated: np.ndarray | None = None  # [N, K] before the card's temperature
 
 
 def evaluate(
@@ -56,19 +58,29 @@ def evaluate_predictions(
     if part not in SPLITS:
         raise UserError(f"unknown split {part!r}; --split takes one of: {', '.join(SPLITS)}")
     indices = split_indices(Path(model_path), card, image_set, part, trained_on)
-    labels = _model_labels(image_set, predictor.class_names)[indices]
-    probabilities = predictor.probabilities(image_set.images[torch.as_tensor(indices)])
-    metrics = compute_metrics(labels, probabilities.numpy(), predictor.class_names)
+    labels = model_labels(image_set, predictor.class_names)[indices]
+    outputs = predictor.outputs(image_set.images[torch.as_tensor(indices)])
+    probabilities = outputs.probabilities.numpy()
+    metrics = compute_metrics(labels, probabilities, predictor.class_names)
+    uncalibrated = None
+    if card.trust is not None:
+        uncalibrated = without_temperature(probabilities, card.trust.temperature)
+        metrics["trust"] = answered_trust(probabilities, uncalibrated,
+                                          outputs.familiarity.numpy(), labels, card.trust)
     return Evaluation({**metrics, "split": part, "data": image_set.source},
-                      probabilities.numpy(), labels, indices, image_set, predictor)
+                      probabilities, labels, indices, image_set, predictor, uncalibrated)
 
 
 def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Path) -> Path:
     """The HTML report of an evaluation; its charts and mistakes.csv carry the report's name
-    as a prefix, so they never overwrite the run's own."""
+    as a prefix, so they never overwrite the run's own. The mistakes' heat maps come from the
+    model file's torch network (whatever backend predicted); an .onnx file has none."""
+    from imgcls.evaluation.explain import load_explainer
     from imgcls.evaluation.report import count_per_split, load_history, write_report
+    from imgcls.onnx_predict import is_onnx
 
     metrics = evaluation.metrics
+    explainer = None if is_onnx(model_path) else load_explainer(model_path)[0]
     return write_report(
         report.parent, report_name=report.name, file_prefix=f"{report.stem}-",
         probabilities=evaluation.probabilities, labels=evaluation.labels,
@@ -81,6 +93,7 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
                  "model_file": str(model_path)},
         split_counts=count_per_split(evaluation.labels, evaluation.predictor.class_names,
                                      {metrics["split"]: range(len(evaluation.labels))}),
+        explainer=explainer, uncalibrated=evaluation.uncalibrated,
     )
 
 
@@ -114,7 +127,7 @@ def split_indices(
     return np.asarray(getattr(split, part))
 
 
-def _model_labels(image_set: ImageSet, model_classes: list[str]) -> np.ndarray:
+def model_labels(image_set: ImageSet, model_classes: list[str]) -> np.ndarray:
     """The data set's labels as the model's class indices (the data may hold fewer classes)."""
     unknown = sorted(set(image_set.class_names) - set(model_classes))
     if unknown:

@@ -25,6 +25,7 @@ from imgcls.evaluation.calibration import (
     expected_calibration_error,
     reliability_bins,
 )
+from imgcls.evaluation.explain import Explainer, overlay_pixels
 from imgcls.evaluation.mistakes import (
     ConfusedPair,
     Mistake,
@@ -58,6 +59,7 @@ CHART_FILES = {  # chart -> file name in the output folder
     "confusion_normalized": "confusion_normalized.png",
     "curves": "curves.png",
     "reliability": "reliability.png",
+    "reliability_uncalibrated": "reliability_uncalibrated.png",
     "mistakes": "mistakes.png",
 }
 
@@ -85,13 +87,17 @@ def write_report(
     doctor: Mapping[str, Any] | None = None,
     report_name: str = RunDir.REPORT,
     file_prefix: str = "",
+    uncalibrated: np.ndarray | None = None,
+    explainer: Explainer | None = None,
 ) -> Path:
     """Write report_name, the charts (CHART_FILES) and mistakes.csv into output_dir, every
     file but the report named with `file_prefix` first; return the report's path.
 
     probabilities [N, K] and labels [N] are the evaluated predictions, images the uint8
     [N, C, H, W] inputs they were made from, item_ids their ids; metrics is metrics.json's
-    document for the same predictions.
+    document for the same predictions; `uncalibrated`: the same predictions before the
+    model's temperature (the calibration section then shows both); `explainer`: the
+    network's Grad-CAM, which adds the heat maps of the mistakes shown.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -108,10 +114,18 @@ def write_report(
     table = reliability_bins(probabilities, labels)
     ece = expected_calibration_error(probabilities, labels)
     pictures = _charts(metrics, class_names, history, table, ece, images, mistakes)
+    before = None
+    if uncalibrated is not None:
+        uncalibrated = np.asarray(uncalibrated, dtype=np.float64)
+        before = expected_calibration_error(uncalibrated, labels)
+        figure = charts.reliability_figure(reliability_bins(uncalibrated, labels), before,
+                                           "before calibration")
+        pictures["reliability_uncalibrated"] = charts.png_bytes(figure)
     for name, png in pictures.items():
         _write_bytes(output_dir / f"{file_prefix}{CHART_FILES[name]}", png)
 
     thumbs = _Thumbs(images)
+    shown = mistakes[:MAX_MISTAKES]
     by_index = {mistake.index: mistake for mistake in mistakes}
     page = _template().render(
         title=f"imgcls report: {summary.get('model', 'model')} on "
@@ -122,12 +136,16 @@ def write_report(
         per_class_columns=PER_CLASS_COLUMNS,
         # mistakes.png is for the folder; the page shows the grid as captioned thumbnails.
         charts={name: data_uri(png) for name, png in pictures.items() if name != "mistakes"},
-        mistakes=[thumbs.of(mistake) for mistake in mistakes[:MAX_MISTAKES]],
+        mistakes=[thumbs.of(mistake) for mistake in shown],
+        cams=_cam_thumbs(explainer, images, probabilities, shown),
+        cam_layer=explainer.layer if explainer is not None else "",
         mistake_count=len(mistakes),
         sample_count=len(labels),
         mistakes_csv=f"{file_prefix}mistakes.csv",
         pairs=[_pair_view(pair, thumbs, by_index) for pair in pairs],
         ece=ece,
+        ece_uncalibrated=before,
+        temperature=(metrics.get("trust") or {}).get("temperature"),
         bins=_bin_rows(table),
         bin_count=len(table.count),
         split_counts=_split_count_table(split_counts, class_names),
@@ -252,6 +270,22 @@ class _Thumbs:
             png = charts.thumbnail_png(self.images[mistake.index])
             self.made[mistake.index] = Thumb(data_uri(png), mistake)
         return self.made[mistake.index]
+
+
+def _cam_thumbs(explainer: Explainer | None, images: torch.Tensor, probabilities: np.ndarray,
+                shown: list[Mistake]) -> list[Thumb]:
+    """Each shown mistake's Grad-CAM for the class it was taken for, over its image: at most
+    MAX_MISTAKES images, one backward pass."""
+    if explainer is None or not shown:
+        return []
+    indices = [mistake.index for mistake in shown]
+    predicted = torch.as_tensor(probabilities[indices].argmax(axis=1))
+    heat_maps = explainer.heat_maps(images[indices], predicted)
+    thumbs = []
+    for mistake, heat in zip(shown, heat_maps, strict=True):
+        blended = torch.from_numpy(overlay_pixels(images[mistake.index], heat)).permute(2, 0, 1)
+        thumbs.append(Thumb(data_uri(charts.thumbnail_png(blended)), mistake))
+    return thumbs
 
 
 def _pair_view(

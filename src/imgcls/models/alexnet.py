@@ -63,5 +63,6 @@ def build_alexnet(
 
 
 register(
-    ModelSpec("alexnet", "alexnet", build_alexnet, head="classifier.6", torchvision_name="alexnet")
+    ModelSpec("alexnet", "alexnet", build_alexnet, head="classifier.6",
+              cam_layer="features", torchvision_name="alexnet")
 )

@@ -112,6 +112,7 @@ def build_alexnet_small(
 register(
     ModelSpec(
         "alexnet_small", "alexnet", build_alexnet_small, head="classifier.6",
-        torchvision_name=None, min_size=16, channels_last=True, cpu_bf16=True, compact=True,
+        cam_layer="features", torchvision_name=None, min_size=16, channels_last=True,
+        cpu_bf16=True, compact=True,
     )
 )

@@ -92,6 +92,7 @@ register(
         "densenet",
         partial(build_densenet, _CONFIGS["densenet121"]),
         head="classifier",
+        cam_layer="final_activation",
         torchvision_name="densenet121",
     )
 )
@@ -113,6 +114,7 @@ for _name, _config, _channels_last in (
             "densenet",
             partial(build_densenet, _CONFIGS[_config]),
             head="classifier",
+            cam_layer="final_activation",
             torchvision_name=None,
             channels_last=_channels_last,
             cpu_bf16=True,

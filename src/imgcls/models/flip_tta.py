@@ -13,7 +13,8 @@ without it): test accuracy 0.9421 plain, 0.9467 with the flip average (bench/fli
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from typing import Any, SupportsIndex
 
 from torch import Tensor, nn
@@ -72,6 +73,15 @@ def with_flip_average(model: nn.Module, *, head: str) -> nn.Module:
     if not isinstance(model, _FlipAverage):
         model.__class__ = _averaged_class(type(model))
     model.flip_head = head
+    return model
+
+
+def plain_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """`model`'s forward without the flip average: one pass of the image as given. Grad-CAM
+    needs it (evaluation/explain.py): it records one pass of a layer, and under the average
+    the layer runs twice, so the map kept would be the mirror image's."""
+    if isinstance(model, _FlipAverage):
+        return partial(model.network_class.forward, model)
     return model
 
 

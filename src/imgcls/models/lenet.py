@@ -88,5 +88,5 @@ def build_lenet5(
 # bf16 autocast does not pay either at this size: bench/precision.py measured 5-epoch
 # Fashion-MNIST runs at 12,278 img/s in bf16 vs 13,130 in fp32 (resnet18: 1.99x faster in
 # bf16), so --precision auto keeps LeNet in fp32 on the CPU.
-register(ModelSpec("lenet5", "lenet", build_lenet5, head="fc", torchvision_name=None,
-                   channels_last=False, cpu_bf16=False))
+register(ModelSpec("lenet5", "lenet", build_lenet5, head="fc", cam_layer="features",
+                   torchvision_name=None, channels_last=False, cpu_bf16=False))

@@ -23,6 +23,9 @@ class ModelSpec:
     family: str  # "lenet" | "alexnet" | "vgg" | "resnet" | "densenet"
     builder: Callable[..., nn.Module]
     head: str  # dotted path of the final classifier nn.Linear: "fc", "classifier.6", ...
+    # Dotted path of the module whose output is the last spatial map [N, C, h, w] before the
+    # head: "features", "layer4", ... Grad-CAM's layer (evaluation/explain.py).
+    cam_layer: str
     torchvision_name: str | None  # torchvision builder whose ImageNet weights load into this model
     min_size: int = 28
     # Whether training in channels_last memory format is faster; True for the wide conv nets.

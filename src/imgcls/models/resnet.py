@@ -95,6 +95,7 @@ for _name, (_block, _layers) in _DEPTHS.items():
             "resnet",
             partial(build_resnet, _block, _layers),
             head="fc",
+            cam_layer="layer4",
             torchvision_name=_name,
         )
     )

@@ -118,6 +118,7 @@ for _depth in (20, 32, 56):
             "resnet",
             partial(build_cifar_resnet, _depth),
             head="fc",
+            cam_layer="layer3",
             torchvision_name=None,
             min_size=8,
             channels_last=True,

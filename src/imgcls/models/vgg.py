@@ -106,6 +106,7 @@ for _name in _CONFIGS:
                 "vgg",
                 partial(build_vgg, _name, _bn),
                 head="classifier.6",
+                cam_layer="features",
                 torchvision_name=_full_name,
             )
         )

@@ -82,5 +82,5 @@ def build_vgg_small(
     )
 
 
-register(ModelSpec("vgg_small", "vgg", build_vgg_small, head="fc", torchvision_name=None,
-                   min_size=8))
+register(ModelSpec("vgg_small", "vgg", build_vgg_small, head="fc", cam_layer="features",
+                   torchvision_name=None, min_size=8))

@@ -2,6 +2,7 @@
 
 Routes: /v1/predict and /v1/model (routes_v1), the KServe v2 protocol (routes_v2),
 /healthz, /readyz, /metrics, the web page at / and the phone app at /app/ (webapp_route).
+With --explain only: POST /v1/explain, Grad-CAM heat maps (explain_route).
 OpenAPI docs at /docs.
 """
 
@@ -17,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from imgcls import __version__
 from imgcls.serve import routes_v1, routes_v2
 from imgcls.serve.errors import install_error_handlers
+from imgcls.serve.explain_route import add_explain_route
 from imgcls.serve.guard import ClientGuardMiddleware
 from imgcls.serve.metrics import MetricsMiddleware
 from imgcls.serve.security import OPEN_PATHS, ApiKeyMiddleware
@@ -37,6 +39,8 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     install_error_handlers(app)
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.router)
+    if settings.explain:  # off (404) unless asked: it loads the torch network a second time
+        add_explain_route(app, model_path, settings)
     _add_operations(app)
     add_web_app(app, model_path, service.model_name)  # the phone app at /app/
     # add_middleware wraps what is there: the last added runs first. Metrics see every

@@ -1,4 +1,5 @@
-"""What the service classifies with: uint8 numpy pixels in, numpy probabilities out.
+"""What the service classifies with: uint8 numpy pixels in, numpy probabilities (and
+familiarity, for "none of my classes") out.
 
 An exported .onnx file opens as an OnnxPredictor, and then the serving process never imports
 torch (a LeNet-5 service idles in a fraction of the memory; bench/cold_start.py). A
@@ -43,7 +44,8 @@ class Classifier(Protocol):
 
     def to_uint8(self, image: Image.Image) -> np.ndarray: ...
 
-    def probabilities(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray: ...
+    def outputs(self, pixels: np.ndarray,
+                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 class TorchClassifier:
@@ -78,10 +80,12 @@ class TorchClassifier:
     def to_uint8(self, image: Image.Image) -> np.ndarray:
         return self.predictor.to_uint8(image).numpy()
 
-    def probabilities(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def outputs(self, pixels: np.ndarray,
+                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
-        return self.predictor.probabilities(torch.from_numpy(pixels), batch_size).numpy()
+        found = self.predictor.outputs(torch.from_numpy(pixels), batch_size)
+        return found.probabilities.numpy(), found.familiarity.numpy()
 
 
 def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifier:

@@ -4,7 +4,10 @@ One input per request, either
   BYTES [N] (or [N, 1]): encoded image files (JSON `data`: base64 strings), or
   FP32 / UINT8 [N, C, H, W]: pixels 0..255 at the model's input format; the model's
   normalization is applied by the server, as for uploaded images.
-Outputs: `probabilities` FP32 [N, K] and `labels` BYTES [N] (the top-1 class names).
+Outputs: `probabilities` FP32 [N, K] and `labels` BYTES [N] (the top-1 class names, or
+`unknown` for none of the model's classes), and for a model with a trust record (or a request
+whose `parameters.reject_below` sets a threshold) `familiarity` FP32 [N] and `unknown` BOOL
+[N] (prediction.py says what they mean).
 Triton's binary tensor extension is supported both ways (what tritonclient sends by
 default): the JSON header's length in `Inference-Header-Content-Length`, tensors after it.
 
@@ -31,6 +34,7 @@ from imgcls.serve.errors import ApiError
 HEADER_LENGTH = "inference-header-content-length"
 PIXEL_TYPES = {"FP32": np.float32, "UINT8": np.uint8}
 OUTPUTS = ("probabilities", "labels")
+TRUST_OUTPUTS = ("familiarity", "unknown")  # offered always, answered unasked with a trust record
 # A length within a body of at most --max-upload-mb: a few digits. Thousands of them would
 # make int() itself fail (Python refuses to parse over 4300 digits).
 _LENGTH = re.compile(r"[0-9]{1,15}")
@@ -65,6 +69,7 @@ class RequestedOutput(_Schema):
 
 class RequestParameters(_Schema):
     binary_data_output: bool | None = None
+    reject_below: str | float | None = None  # a familiarity, "card" or "off"
 
 
 class InferenceRequestDocument(_Schema):
@@ -106,23 +111,25 @@ class InferRequest:
     encoded: list[bytes] | None  # BYTES: one encoded image file each
     pixels: np.ndarray | None  # FP32/UINT8 [N, C, H, W]
     outputs: dict[str, bool]  # requested output -> binary?
+    reject_below: str | float | None = None
 
 
 def parse_request(body: bytes, header_length: str | None, chw: tuple[int, int, int],
-                  max_images: int) -> InferRequest:
+                  max_images: int, *, trusted: bool = False) -> InferRequest:
     """An inference request's body -> what to run; ApiError for anything malformed, before
     any image is decoded."""
     document, binary = _split_body(body, header_length)
     tensor = document.inputs[0]
     _check_count(tensor.shape[0] if tensor.shape else 0, max_images)
     raw = _binary_data(tensor, binary)
-    outputs = _outputs(document)
+    reject_below = document.parameters.reject_below if document.parameters else None
+    outputs = _outputs(document, trusted or reject_below not in (None, "card", "off"))
     if tensor.datatype == "BYTES":
         encoded = _bytes_elements(tensor, raw, max_images)
-        return InferRequest(document.id, tensor.name, encoded, None, outputs)
+        return InferRequest(document.id, tensor.name, encoded, None, outputs, reject_below)
     if tensor.datatype in PIXEL_TYPES:
         pixels = _pixels(tensor, raw, chw)
-        return InferRequest(document.id, tensor.name, None, pixels, outputs)
+        return InferRequest(document.id, tensor.name, None, pixels, outputs, reject_below)
     raise _bad(f"input datatype {tensor.datatype[:40]!r} is not BYTES, FP32 or UINT8")
 
 
@@ -251,29 +258,39 @@ def _finite(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def _outputs(document: InferenceRequestDocument) -> dict[str, bool]:
+def _outputs(document: InferenceRequestDocument, trusted: bool) -> dict[str, bool]:
     """Requested outputs -> whether each goes back as binary (tritonclient's default when it
-    names none: `binary_data_output`)."""
+    names none: `binary_data_output`). Unnamed: the trust outputs only when `trusted`, so a
+    model without a trust record answers as it always did."""
     parameters = document.parameters
     default_binary = bool(parameters and parameters.binary_data_output)
     if document.outputs is None:
-        return dict.fromkeys(OUTPUTS, default_binary)
+        return dict.fromkeys(OUTPUTS + (TRUST_OUTPUTS if trusted else ()), default_binary)
     outputs = {}
     for output in document.outputs:
-        if output.name not in OUTPUTS:
-            raise _bad(f"unknown output {output.name[:40]!r}; this model has {list(OUTPUTS)}")
+        if output.name not in OUTPUTS + TRUST_OUTPUTS:
+            raise _bad(f"unknown output {output.name[:40]!r}; this model has "
+                       f"{list(OUTPUTS + TRUST_OUTPUTS)}")
         binary = output.parameters.binary_data if output.parameters else None
         outputs[output.name] = default_binary if binary is None else binary
     return outputs
 
 
 def encode_response(request: InferRequest, model_name: str, probabilities: np.ndarray,
-                    labels: list[str]) -> tuple[bytes, int | None]:
-    """The answer's body, and the JSON header's length when binary tensors follow it."""
+                    labels: list[str], familiarity: np.ndarray,
+                    unknown: np.ndarray) -> tuple[bytes, int | None]:
+    """The answer's body, and the JSON header's length when binary tensors follow it.
+    `familiarity` [N] (NaN: the model gives none) and `unknown` [N] bool."""
+    familiarity = familiarity.astype(np.float32)
     tensors = {
         "probabilities": ("FP32", list(probabilities.shape),
                           probabilities.astype(np.float32).tobytes(), probabilities.tolist()),
         "labels": ("BYTES", [len(labels)], _pack_bytes(labels), labels),
+        # JSON has no NaN: a familiarity the model cannot give is null there.
+        "familiarity": ("FP32", [len(familiarity)], familiarity.tobytes(),
+                        [None if math.isnan(v) else v for v in familiarity.tolist()]),
+        "unknown": ("BOOL", [len(unknown)], unknown.astype(np.bool_).tobytes(),
+                    [bool(v) for v in unknown]),
     }
     outputs, blobs = [], []
     for name, binary in request.outputs.items():

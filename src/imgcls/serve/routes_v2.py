@@ -55,7 +55,10 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
                     "shape": [-1, channels, height, width]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32",
                      "shape": [-1, len(service.class_names)]},
-                    {"name": "labels", "datatype": "BYTES", "shape": [-1]}],
+                    {"name": "labels", "datatype": "BYTES", "shape": [-1]},
+                    *([{"name": "familiarity", "datatype": "FP32", "shape": [-1]},
+                       {"name": "unknown", "datatype": "BOOL", "shape": [-1]}]
+                      if service.trusted else [])],
     }
 
 
@@ -72,16 +75,21 @@ async def infer(request: Request, name: str) -> Response:
     service = _service(request, name)
     body = await read_body(request, service.settings.max_upload_bytes)
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH), service.input_chw,
-                           max_images=service.settings.max_queue)
+                           max_images=service.settings.max_queue, trusted=service.trusted)
+    threshold = service.threshold(None if parsed.reject_below is None
+                                  else str(parsed.reject_below))
     if parsed.encoded is not None:
         names = [f"{parsed.input_name[:64]}[{index}]" for index in range(len(parsed.encoded))]
         uploads = list(zip(names, parsed.encoded, strict=True))
         images = await app_decoder(request).decode(uploads)
     else:
         images = list(np.array(parsed.pixels, dtype=np.float32))
-    probabilities = await service.classify(images, started)
-    labels = [service.class_names[index] for index in probabilities.argmax(axis=1)]
-    content, header_length = encode_response(parsed, service.model_name, probabilities, labels)
+    probabilities, familiarity = await service.classify(images, started)
+    answers = [service.answer("", row, float(score), 1, threshold)
+               for row, score in zip(probabilities, familiarity, strict=True)]
+    content, header_length = encode_response(
+        parsed, service.model_name, probabilities, [str(answer.label) for answer in answers],
+        familiarity, np.array([answer.unknown for answer in answers], dtype=bool))
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream",

@@ -15,7 +15,13 @@ import numpy as np
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from imgcls.prediction import ranked
+from imgcls.prediction import (
+    Prediction,
+    answer,
+    parse_reject_below,
+    ranked,
+    rejection_threshold,
+)
 from imgcls.rundir import resolve_model_path
 from imgcls.serve.batching import Batcher, BatchFailed, Overloaded, WorkerStopped
 from imgcls.serve.classifier import open_classifier
@@ -72,7 +78,14 @@ class Service:
             self._infer(np.zeros((size, *self.input_chw), np.float32))
 
     def _infer(self, pixels: np.ndarray) -> np.ndarray:
-        return self.predictor.probabilities(pixels, batch_size=max(len(pixels), 1))
+        """Probabilities [N, K] with familiarity as column K: the batcher moves one array
+        per image (NaN where the model gives none); classify() splits it again."""
+        probabilities, familiarity = self.predictor.outputs(pixels,
+                                                            batch_size=max(len(pixels), 1))
+        if familiarity is None:
+            familiarity = np.full(len(probabilities), np.nan, np.float32)
+        return np.concatenate([probabilities, familiarity[:, None].astype(probabilities.dtype)],
+                              axis=1)
 
     def _note_batch(self, size: int, seconds: float) -> None:
         self.metrics.record_batch(size, seconds)
@@ -98,13 +111,16 @@ class Service:
                            f"--timeout-s {self.settings.timeout_s:g}; send smaller images")
         return images
 
-    async def classify(self, images: list[np.ndarray], started: float) -> np.ndarray:
-        """Probabilities [N, K] through the batcher, within what is left of the timeout."""
+    async def classify(self, images: list[np.ndarray],
+                       started: float) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities [N, K] and familiarity [N] (NaN: none) through the batcher, within
+        what is left of the timeout."""
         remaining = self.settings.timeout_s - (time.perf_counter() - started)
         try:
             if remaining <= 0:
                 raise asyncio.TimeoutError
-            return await asyncio.wait_for(self.batcher.submit(images), remaining)
+            rows = await asyncio.wait_for(self.batcher.submit(images), remaining)
+            return rows[:, :-1], rows[:, -1]
         except Overloaded as error:
             raise ApiError(503, "overloaded", f"the service is busy ({error}); retry shortly",
                            {"Retry-After": "1"}) from None
@@ -121,6 +137,25 @@ class Service:
 
     def ranked(self, row: np.ndarray, topk: int) -> list[dict[str, Any]]:
         return ranked(row, self.class_names, topk)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the model file has a trust record (a temperature, an `unknown` rule)."""
+        return self.predictor.card.trust is not None
+
+    def threshold(self, reject_below: str | None) -> float | None:
+        """The familiarity under which answers are unknown: the request's reject_below, else
+        --reject-below, else the card's; ApiError 422 for a value that is none of those."""
+        try:
+            chosen = parse_reject_below(reject_below or self.settings.reject_below)
+        except ValueError as error:
+            raise ApiError(422, "bad_reject_below", str(error)) from None
+        return rejection_threshold(self.predictor.card.trust, chosen)
+
+    def answer(self, name: str, row: np.ndarray, familiarity: float, topk: int,
+               threshold: float | None) -> Prediction:
+        return answer(name, row, familiarity, self.class_names, topk,
+                      trust=self.predictor.card.trust, threshold=threshold)
 
     def model_info(self) -> dict[str, Any]:
         header = self.predictor.card.to_header()  # the sections as the model file holds them

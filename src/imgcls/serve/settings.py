@@ -33,7 +33,11 @@ class ServeSettings:
     device: str | None = None  # cpu, cuda, cuda:1; default CUDA when present
     threads: int | None = None  # torch / onnxruntime threads; default: all cores
     backend: str = "torch"  # imgcls.backends; auto times them at batch 1 and max_batch
+    # Familiarity under which an answer is "unknown": "card" (the model file's threshold),
+    # "off", or a number; a request's ?reject_below= overrides it (prediction.py).
+    reject_below: float | str = "card"
     log_level: str = "info"
+    explain: bool = False  # POST /v1/explain (Grad-CAM; needs the model.safetensors and torch)
 
     def __post_init__(self) -> None:
         checks = {

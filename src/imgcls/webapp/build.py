@@ -44,7 +44,7 @@ def web_app_files(model_path: str | Path, *, name: str | None = None) -> dict[st
     metadata = onnx_metadata(model, model_path)
     title = name or describe_model(metadata)
     files = {MODEL_FILE: model,
-             INFO_FILE: _json(model_info(metadata, title)),
+             INFO_FILE: _json(model_info(metadata, title, onnx_outputs(model))),
              "manifest.webmanifest": _json(manifest(title))}
     files.update({f"icon-{size}.png": icon_png(size) for size in ICON_SIZES})
     static = resources.files("imgcls.webapp").joinpath("static")
@@ -81,6 +81,13 @@ def onnx_metadata(model: bytes, source: str | Path) -> dict[str, Any]:
     return json.loads(properties["imgcls"])
 
 
+def onnx_outputs(model: bytes) -> list[str]:
+    """The graph's output names: an export from before `familiarity` has one."""
+    import onnx
+
+    return [output.name for output in onnx.load_model_from_string(model).graph.output]
+
+
 def describe_model(metadata: dict[str, Any]) -> str:
     """`lenet5 on digits`: the architecture and, when known, the data it learned from."""
     architecture = str(metadata.get("architecture", {}).get("name", "model"))
@@ -88,15 +95,23 @@ def describe_model(metadata: dict[str, Any]) -> str:
     return f"{architecture} on {Path(source).name}" if source else architecture
 
 
-def model_info(metadata: dict[str, Any], title: str) -> dict[str, Any]:
-    """model.json: everything the page needs to feed the model and label its answer."""
-    from imgcls.export import INPUT_NAME, OUTPUT_NAME
+def model_info(metadata: dict[str, Any], title: str,
+               outputs: list[str] | None = None) -> dict[str, Any]:
+    """model.json: everything the page needs to feed the model and label its answer. With a
+    trust record and a `familiarity` output, the page answers `unknown` below `threshold`
+    (prediction.py's rule); otherwise both are null and it answers as it always did."""
+    from imgcls.export import FAMILIARITY_NAME, INPUT_NAME, OUTPUT_NAME
+
+    trust = metadata.get("trust") or {}
+    familiarity = FAMILIARITY_NAME if FAMILIARITY_NAME in (outputs or []) and trust else None
 
     shape = metadata["input"]
     class_names = list(metadata["class_names"])
     return {"name": title, "class_names": class_names,
             "input": {key: shape[key] for key in ("channels", "height", "width")},
             "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+            "familiarity_name": familiarity,
+            "threshold": trust.get("threshold") if familiarity else None,
             "topk": min(DEFAULT_TOPK, len(class_names)),
             "resize_pass_order": resize_pass_order(),
             "runtime": f"onnxruntime-web {vendor_record()['version']}"}

@@ -94,8 +94,15 @@
     const input = new ort.Tensor("float32", Float32Array.from(pixels), [1, channels, height, height]);
     const outputs = await app.session.run({ [app.info.input_name]: input });
     const probabilities = Array.from(outputs[app.info.output_name].data);
+    // "None of my classes": the model file's rule, as prediction.py applies it in Python.
+    const named = app.info.familiarity_name;
+    const familiarity = named && outputs[named] ? outputs[named].data[0] : null;
+    const threshold = app.info.threshold;
+    const unknown = familiarity !== null && threshold !== null && threshold !== undefined &&
+      familiarity < threshold;
     const finished = performance.now();
-    return { probabilities, pixels: Array.from(pixels), width: image.width, height: image.height,
+    return { probabilities, familiarity, threshold, unknown, pixels: Array.from(pixels),
+             width: image.width, height: image.height,
              totalMs: finished - started, modelMs: finished - prepared };
   }
 
@@ -106,7 +113,13 @@
 
   function show(result) {
     const top = ranked(result.probabilities, app.info.topk);
-    $("label").textContent = top[0].label;
+    $("label").textContent = result.unknown ? "unknown" : top[0].label;
+    $("unknown").hidden = !result.unknown;
+    if (result.unknown) {
+      $("unknown").textContent = "None of this model's classes: the image looks unlike its " +
+        `training images (familiarity ${result.familiarity.toFixed(2)}, below ` +
+        `${result.threshold.toFixed(2)}). Its closest guesses:`;
+    }
     $("bars").replaceChildren(...top.map(({ label, score }) => {
       const bar = document.createElement("div");
       bar.className = "bar";
@@ -130,7 +143,7 @@
       `(model ${result.modelMs.toFixed(1)} ms), ${result.width}x${result.height} image`;
     $("result").hidden = false;
     setStatus("");
-    app.last = { ...result, topk: top };
+    app.last = { ...result, label: $("label").textContent, topk: top };
   }
 
   async function onFile(event) {
