@@ -40,6 +40,7 @@ def save_model(path: str | Path, model: nn.Module, card: ModelCard) -> None:
         name: tensor.detach().to("cpu").contiguous().clone()
         for name, tensor in model.state_dict().items()
     }
+    _unfold_temperature(model, card, tensors)
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(document)})
 
@@ -80,7 +81,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
 def fold_temperature(model: nn.Module, model_name: str, temperature: float) -> None:
     """Divide the head's weights and bias by the card's temperature: the network's logits
     are then the calibrated ones, for every backend and export alike, with no extra step. The
-    file keeps the weights as trained (training and --init-from read those)."""
+    file keeps the weights as trained (training and --init-from read those); the network
+    remembers the fold, so save_model writes it back as trained."""
     from imgcls.models import get_spec
 
     head = model.get_submodule(get_spec(model_name).head)
@@ -88,6 +90,22 @@ def fold_temperature(model: nn.Module, model_name: str, temperature: float) -> N
         head.weight.div_(temperature)
         if head.bias is not None:
             head.bias.div_(temperature)
+    model.folded_temperature = temperature  # type: ignore[assignment]
+
+
+def _unfold_temperature(model: nn.Module, card: ModelCard,
+                        tensors: dict[str, torch.Tensor]) -> None:
+    """The head's tensors as trained, for a network load_model folded a temperature into: a
+    loaded model saved again must not be divided twice when loaded."""
+    folded = getattr(model, "folded_temperature", None)
+    if folded is None:
+        return
+    from imgcls.models import get_spec
+
+    head = get_spec(card.model_name).head
+    for name in (f"{head}.weight", f"{head}.bias"):
+        if name in tensors:
+            tensors[name] = tensors[name] * folded
 
 
 def model_file(path: str | Path) -> Path:

@@ -59,7 +59,8 @@ def test_predict_a_folder_as_json(folder_run: tuple[Path, Path],
     code = main(["predict", str(run_dir), str(root / "top"), "--format", "csv"])
     lines = capsys.readouterr()
     assert code == 1 and "broken.png" in lines.err  # reported; the rest still classified
-    assert lines.out.splitlines()[0] == "input,label,score,topk"
+    # The model has a trust record: whether each answer is unknown, and its familiarity.
+    assert lines.out.splitlines()[0] == "input,label,score,topk,unknown,familiarity"
     assert len(lines.out.splitlines()) == 1 + 41
 
 

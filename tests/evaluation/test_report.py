@@ -200,7 +200,9 @@ def test_confused_pairs_most_mistakes_first(known_report) -> None:
 @pytest.mark.slow
 def test_charts_are_pngs_and_the_page_is_self_contained(known_report) -> None:
     report, _ = known_report
-    for name in CHART_FILES.values():
+    for key, name in CHART_FILES.items():
+        if key == "reliability_uncalibrated":  # only for a calibrated model's report
+            continue
         with Image.open(report.parent / name) as picture:
             assert picture.format == "PNG" and min(picture.size) > 50, name
     html = report.read_text()
@@ -275,3 +277,22 @@ def test_eval_writes_its_own_report_beside_the_run(digits_run: Path) -> None:
     assert (digits_run / "eval-test-mistakes.csv").is_file()
     assert (digits_run / "mistakes.csv").is_file()  # the run's own, not overwritten
     assert (digits_run / "report.html").is_file()
+
+
+def test_a_calibrated_report_shows_both_diagrams(tmp_path: Path) -> None:
+    """With the predictions before the temperature, the calibration section shows the ECE
+    and the reliability diagram of both: scikit-learn-free numbers from calibration.py."""
+    from imgcls.evaluation.calibration import expected_calibration_error
+
+    data = _known_set()
+    sharp = data["probabilities"] ** 3
+    sharp /= sharp.sum(axis=1, keepdims=True)
+    metrics = compute_metrics(data["labels"], data["probabilities"], NAMES)
+    metrics["trust"] = {"temperature": 1.7}
+    report = write_report(tmp_path, **data, metrics=metrics, uncalibrated=sharp)
+    html = report.read_text()
+    before = expected_calibration_error(sharp, data["labels"])
+    assert f'data-metric="ece_uncalibrated" data-value="{before}"' in html
+    assert "reliability diagram before calibration" in html and "1.700" in html
+    with Image.open(tmp_path / CHART_FILES["reliability_uncalibrated"]) as picture:
+        assert picture.format == "PNG"

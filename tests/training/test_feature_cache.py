@@ -38,6 +38,15 @@ def _accuracy(run_dir: Path) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["accuracy"]
 
 
+def _explained(run_dir: Path) -> int:
+    """The images Grad-CAM runs for report.html: the mistakes it shows, and the one image
+    that finds the size of the map it explains (evaluation/explain.py)."""
+    from imgcls.evaluation.report import MAX_MISTAKES
+
+    with (run_dir / "mistakes.csv").open() as stream:
+        return min(MAX_MISTAKES, sum(1 for _ in stream) - 1) + 1
+
+
 def _count_backbone_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The batch sizes the backbone's first layer sees in the runs that follow."""
     seen: list[int] = []
@@ -86,8 +95,10 @@ def test_the_backbone_sees_each_image_once(
     split = json.loads((run_dir / "split.json").read_text())
     images = sum(len(split[part]) for part in ("train", "val", "test"))
     # Every image once over three epochs (train and val cached, test at the end), and the
-    # one blank image that finds the dropout before the head.
-    assert sum(seen) == images + 1
+    # one blank image that finds the dropout before the head. After training: the
+    # validation images once more (the temperature is fitted on the finished network) and
+    # the mistakes report.html explains with Grad-CAM.
+    assert sum(seen) == images + 1 + len(split["val"]) + _explained(run_dir)
 
 
 @pytest.mark.slow
@@ -102,8 +113,11 @@ def test_cached_features_under_tta_validate_as_the_full_model(
     seen = _count_backbone_images(monkeypatch)
     cached = _frozen_run(digits_run, tmp_path / "cached", tta="hflip")
     split = json.loads((cached / "split.json").read_text())
-    # train once; val, test and the blank image that finds the dropout twice (with mirror)
-    assert sum(seen) == len(split["train"]) + 2 * (len(split["val"]) + len(split["test"]) + 1)
+    # train once; val, test and the blank image that finds the dropout twice (with mirror);
+    # then val again for the temperature (with mirror) and the explained mistakes (Grad-CAM
+    # explains the plain forward: once)
+    assert sum(seen) == (len(split["train"]) + 2 * (2 * len(split["val"]) + len(split["test"]) + 1)
+                         + _explained(cached))
     monkeypatch.setattr(feature_cache, "why_not_cached", lambda *args: "the test says so")
     uncached = _frozen_run(digits_run, tmp_path / "uncached", tta="hflip")
     history = [[json.loads(line)["val_acc"] for line in (run / "history.jsonl").open()]
