@@ -19,7 +19,6 @@ from imgcls.prediction import (
     Prediction,
     answer,
     parse_reject_below,
-    ranked,
     rejection_threshold,
 )
 from imgcls.rundir import resolve_model_path
@@ -134,9 +133,6 @@ class Service:
             raise ApiError(504, "timeout", f"no answer within {self.settings.timeout_s:g} s "
                            "(--timeout-s); the service is overloaded or the batch too "
                            "large") from None
-
-    def ranked(self, row: np.ndarray, topk: int) -> list[dict[str, Any]]:
-        return ranked(row, self.class_names, topk)
 
     @property
     def trusted(self) -> bool:
