@@ -24,6 +24,7 @@ from imgcls.errors import UserError
 from imgcls.inference import Outputs
 from imgcls.model_card import ModelCard
 from imgcls.models import get_spec
+from imgcls.onnx_predict import is_onnx
 from imgcls.onnx_runner import OnnxRunner
 from imgcls.prediction import (
     CARD,
@@ -48,10 +49,6 @@ class OnnxModel:
 
     def outputs(self, images: torch.Tensor, batch_size: int = 256) -> Outputs:
         return Outputs.from_numpy(*self.runner.outputs(images.numpy(), batch_size))
-
-
-def is_onnx(path: str | Path) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
 
 
 def prediction_request(card: ModelCard, device: str | None) -> Requested:
