@@ -38,7 +38,8 @@ from imgcls.models.registry import register
 TORCHVISION_BASED = [name for name in list_models() if get_spec(name).torchvision_name]
 # One model per family, for the tests of options every family implements, and the compact
 # (small-image) variants of the papers.
-ONE_PER_FAMILY = ["lenet5", "alexnet", "vgg11_bn", "resnet18", "densenet_bc"]
+ONE_PER_FAMILY = ["lenet5", "alexnet", "vgg11_bn", "resnet18", "densenet_bc",
+                  "mobilenet_v3_small"]
 COMPACT = ["resnet20", "resnet32", "resnet56", "densenet_bc_40", "densenet_bc_100",
            "alexnet_small"]
 
@@ -99,13 +100,18 @@ def test_head_names_the_final_linear() -> None:
 
 @pytest.mark.parametrize("activation", ["gelu", "silu", "tanh", "sigmoid", "leaky_relu"])
 def test_activation_replaces_every_relu(activation: str) -> None:
+    # The mobile networks' own activations go too (ReLU6, Hardswish; EfficientNet's SiLU),
+    # not their squeeze-excitation gates.
     expected = type(make_activation(activation))
-    for name in ONE_PER_FAMILY + ["densenet121"]:
+    for name in ONE_PER_FAMILY + ["densenet121", "mobilenet_v2", "efficientnet_b0"]:
         with torch.device("meta"):
             model = _build(name, activation=activation)
         kinds = {type(module) for module in model.modules()}
-        assert nn.ReLU not in kinds, name
+        assert not kinds & {nn.ReLU, nn.ReLU6, nn.Hardswish}, name
         assert expected in kinds, name
+    with torch.device("meta"):
+        gelu_efficientnet = _build("efficientnet_b0", activation="gelu")
+    assert nn.SiLU not in {type(module) for module in gelu_efficientnet.modules()}
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -418,15 +424,12 @@ def test_read_state_dict_file_refuses_pickled_objects_and_missing_files(tmp_path
         read_state_dict_file(tmp_path / "absent.pth")
 
 
-def test_torchvision_state_dict_offline_and_unavailable(monkeypatch) -> None:
-    class OfflineWeights:
-        def get_state_dict(self, progress: bool) -> dict[str, torch.Tensor]:
-            raise URLError("no network")
+def test_torchvision_state_dict_offline_and_unavailable(monkeypatch, tmp_path) -> None:
+    def offline(url: str, destination: str, **options: object) -> None:
+        raise URLError("no network")
 
-    class OfflineEnum:
-        DEFAULT = OfflineWeights()
-
-    monkeypatch.setattr(pretrained_module, "get_model_weights", lambda name: OfflineEnum)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: it downloads
+    monkeypatch.setattr(pretrained_module.torch.hub, "download_url_to_file", offline)
     with pytest.raises(UserError, match="--pretrained PATH"):
         torchvision_state_dict(get_spec("resnet18"))
     with pytest.raises(UserError, match="lenet5 has no ImageNet weights"):

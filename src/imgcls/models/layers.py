@@ -36,17 +36,19 @@ def make_activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-def replace_activations(model: nn.Module, name: str) -> None:
-    """Swap every nn.ReLU module in `model` for the named activation ("relu" keeps them)."""
-    if name == "relu":
-        return
+def replace_activations(
+    model: nn.Module, name: str, kinds: tuple[type[nn.Module], ...] = (nn.ReLU,)
+) -> None:
+    """Swap every module of `kinds` (nn.ReLU unless told) in `model` for the named activation;
+    those already of its type stay, so "relu" keeps a network's ReLUs as they are."""
     check_activation(name)
+    wanted = _ACTIVATIONS[name]
     # Collected first: replacing children while walking the module tree would change the walk.
     targets = [
         (parent, child_name)
         for parent in model.modules()
         for child_name, child in parent.named_children()
-        if isinstance(child, nn.ReLU)
+        if isinstance(child, kinds) and type(child) is not wanted
     ]
     for parent, child_name in targets:
         setattr(parent, child_name, make_activation(name))

@@ -2,23 +2,33 @@
 
 Loading is lenient by design: a model built for 10 classes, 1 channel and 28 px images shares
 most but not all tensors with its ImageNet original, and each tensor that fits is worth having.
+Not so lenient that another network's file passes: weights that fit under half of the model
+are refused (MIN_SHARE_THAT_FITS).
 """
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import safetensors.torch
 import torch
 from torch import Tensor, nn
 
 from imgcls.errors import UserError
+from imgcls.models.imagenet_weights import ImageNetWeights, imagenet_weights
 from imgcls.models.registry import ModelSpec
+from imgcls.models.weights_file import read_state_dict_file
+
+IMAGENET = "imagenet"  # --pretrained without a path: torchvision's ImageNet weights
+# Weights that fill less than this share of a model (its numbers outside the head) are another
+# network's. Measured with torchvision's state dicts for every registered torchvision network:
+# its own fill 100% at 224 px, 92-95% at 28-32 px (VGG's first classifier layer is resized),
+# any --width but 1 under 1%; another family's (mobilenet_v2 into resnet18, ...) under 0.1%.
+# Within a family a deeper ResNet's fill much of a shallower one (resnet50's 53% of resnet34):
+# shares, not names, decide, so such a file loads with its report.
+MIN_SHARE_THAT_FITS = 0.5
 
 # torchvision's DenseNet checkpoints predate its module names: "denselayer1.norm.1.weight" is
 # "denselayer1.norm1.weight" today. torchvision renames them in densenet._load_state_dict.
@@ -37,13 +47,15 @@ class LoadReport:
 
 def load_compatible(
     model: nn.Module, state_dict: Mapping[str, Tensor], *, head: str, in_channels: int,
-    flag: str = "--pretrained",
+    flag: str = "--pretrained", source: str | None = None,
 ) -> LoadReport:
     """Load every tensor of `state_dict` whose key and shape match `model`, in place.
 
     The head (keys under `head + "."`) is skipped: it is sized for the source's classes. The
     first conv's weight is adapted when only its input channels differ. Anything else whose
     shape differs (a small-input stem, a resized classifier) is skipped, with the reason.
+    Weights that fill under MIN_SHARE_THAT_FITS of the model are another network's: refused,
+    naming `source` (the file) when given.
     """
     target = model.state_dict()
     first_conv_key = _first_conv_weight_key(model)
@@ -64,17 +76,27 @@ def load_compatible(
             report.skipped[key] = (
                 f"shape {tuple(tensor.shape)} does not fit the model's {tuple(target[key].shape)}"
             )
-    if not to_load:
+    share = _share_filled(target, to_load, head)
+    if share < MIN_SHARE_THAT_FITS:
         # --init-from names an imgcls file, which records its own architecture.
         fix = ("leave out --model to build the file's own architecture" if flag == "--init-from"
-               else f"pass weights made for this --model, or drop {flag}")
+               else f"pass weights made for this --model at its default --width, or drop {flag}")
         raise UserError(
-            f"none of the {flag} tensors fit this model: the weights are for another"
-            f" architecture — {fix}"
+            f"{source or f'the {flag} weights'}: only {share:.1%} of this model's weights fit"
+            f" ({len(to_load)} of {len(state_dict)} tensors): the weights are for another"
+            f" architecture or width — {fix}"
         )
     model.load_state_dict(to_load, strict=False)
     report.missing = [key for key in target if key not in to_load]
     return report
+
+
+def _share_filled(target: Mapping[str, Tensor], fitting: Mapping[str, Tensor], head: str) -> float:
+    """The share of the model's numbers outside its head that the fitting tensors fill."""
+    sizes = {key: tensor.numel() for key, tensor in target.items()
+             if not key.startswith(head + ".")}
+    total = sum(sizes.values())
+    return sum(sizes.get(key, 0) for key in fitting) / total if total else 1.0
 
 
 def _adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
@@ -92,54 +114,52 @@ def _adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
     return repeated * (source_channels / in_channels)
 
 
-def get_model_weights(name: str) -> Any:
-    """torchvision's weights enum of a network, importing torchvision (~2 s) only now: loading
-    a model file for prediction should not pay for it."""
-    from torchvision.models import get_model_weights as weights_of
-
-    return weights_of(name)
+def load_pretrained(
+    model: nn.Module, spec: ModelSpec, given: str, *, in_channels: int
+) -> LoadReport:
+    """--pretrained: torchvision's ImageNet weights (`given` "imagenet") or a local state-dict
+    file, read with its checks and loaded where it fits; errors name the file."""
+    path = torchvision_weights_file(spec) if given == IMAGENET else Path(given)
+    return load_compatible(model, read_state_dict_file(path), head=spec.head,
+                           in_channels=in_channels, source=str(path))
 
 
 def torchvision_state_dict(spec: ModelSpec) -> dict[str, Tensor]:
-    """torchvision's default ImageNet weights for the model (torchvision downloads and caches)."""
+    """torchvision's default ImageNet weights for the model, checked like any local file."""
+    return read_state_dict_file(torchvision_weights_file(spec))
+
+
+def torchvision_weights_file(spec: ModelSpec) -> Path:
+    """torchvision's cached file of the model's ImageNet weights, downloaded (and its sha256
+    checked) first when the cache has none. The cached file is checked when it is read: its
+    name carries its sha256 prefix."""
     if spec.torchvision_name is None:
         raise UserError(
             f"{spec.name} has no ImageNet weights — train it from scratch (drop --pretrained)"
         )
-    weights = get_model_weights(spec.torchvision_name).DEFAULT
+    record = imagenet_weights(spec.torchvision_name)
+    cached = record.cached_path()
+    if not cached.is_file():
+        download(record, cached)
+    return cached
+
+
+def download(record: ImageNetWeights, destination: Path) -> None:
+    """torch.hub's download: to a temporary file, its sha256 checked, then moved in place."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return dict(weights.get_state_dict(progress=True))
+        torch.hub.download_url_to_file(record.url, str(destination),
+                                       hash_prefix=record.sha256_prefix, progress=True)
     except OSError as error:  # URLError, socket and HTTP errors are all OSErrors
         raise UserError(
-            f"cannot download the ImageNet weights of {spec.torchvision_name} (offline? {error})"
-            " — pass --pretrained PATH to a local torchvision state-dict file"
+            f"cannot download the ImageNet weights of {record.network} (offline? {error})"
+            f" — pass --pretrained PATH to a local torchvision state-dict file, or put"
+            f" {record.file_name} in {destination.parent}"
         ) from error
-
-
-def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """A state dict from .safetensors, or from .pt/.pth read with weights_only (no unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"pretrained weights file not found: {path} — check the --pretrained path")
-    if path.suffix == ".safetensors":
-        return safetensors.torch.load_file(str(path))
-    if path.suffix not in (".pt", ".pth"):
+    except RuntimeError as error:  # torch.hub: 'invalid hash value (expected ..., got ...)'
         raise UserError(
-            f"cannot read weights from {path}: expected a .safetensors, .pt or .pth file"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as error:
-        raise UserError(
-            f"{path} is not a plain state dict (it holds Python objects that are not loaded for"
-            " safety) — save it with torch.save(model.state_dict(), path)"
+            f"the download of {record.url} was damaged ({error}) — run again"
         ) from error
-    if not _is_state_dict(loaded):
-        raise UserError(
-            f"{path} does not hold a state dict of tensors — save it with"
-            " torch.save(model.state_dict(), path)"
-        )
-    return dict(loaded)
 
 
 def freeze_backbone(model: nn.Module, head: str) -> int:
@@ -212,8 +232,3 @@ def _differs_in_input_channels(source: Tensor, target: Tensor) -> bool:
     )
     return source.dim() == 4 and same_outputs_and_kernel
 
-
-def _is_state_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and all(
-        isinstance(key, str) and isinstance(value, Tensor) for key, value in obj.items()
-    )

@@ -20,7 +20,7 @@ from imgcls.models.layers import check_activation
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "lenet" | "alexnet" | "vgg" | "resnet" | "densenet"
+    family: str  # "lenet" | "alexnet" | "vgg" | "resnet" | "densenet" | "mobile"
     builder: Callable[..., nn.Module]
     head: str  # dotted path of the final classifier nn.Linear: "fc", "classifier.6", ...
     # Dotted path of the module whose output is the last spatial map [N, C, h, w] before the

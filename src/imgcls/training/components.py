@@ -31,8 +31,7 @@ from imgcls.models import (
     freeze_backbone,
     get_spec,
     load_compatible,
-    read_state_dict_file,
-    torchvision_state_dict,
+    load_pretrained,
 )
 from imgcls.models.layers import is_small_input
 from imgcls.recipes import default_recipe, load_recipe
@@ -340,12 +339,7 @@ def build_model(
     spec = get_spec(architecture.name)
     in_channels = architecture.kwargs["in_channels"]
     if config.pretrained:
-        weights = (
-            torchvision_state_dict(spec)
-            if config.pretrained == "imagenet"
-            else read_state_dict_file(config.pretrained)
-        )
-        report = load_compatible(model, weights, head=spec.head, in_channels=in_channels)
+        report = load_pretrained(model, spec, config.pretrained, in_channels=in_channels)
         console.print(f"pretrained: {_describe(report)} from {config.pretrained}")
     if config.init_from:
         same_classes = read_card(config.init_from).class_names == class_names
@@ -353,7 +347,7 @@ def build_model(
         head = "" if same_classes else spec.head
         report = load_compatible(
             model, read_weights(config.init_from), head=head, in_channels=in_channels,
-            flag="--init-from",
+            flag="--init-from", source=config.init_from,
         )
         console.print(f"init from {config.init_from}: {_describe(report)}")
     if config.freeze_backbone:
