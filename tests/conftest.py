@@ -15,6 +15,10 @@ import imgcls
 torch.set_num_threads(2)
 # Decoded folders are cached on disk; keep the tests' caches out of the user's home.
 os.environ.setdefault("IMGCLS_CACHE_DIR", tempfile.mkdtemp(prefix="imgcls-cache-"))
+# Tests never download weights (--model auto on photos would try) nor read the user's torch
+# cache: they make the weights files they use.
+os.environ["IMGCLS_OFFLINE"] = "1"
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="imgcls-torch-home-")
 
 
 @pytest.fixture(scope="session")

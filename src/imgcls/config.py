@@ -37,6 +37,7 @@ AUGMENT_FLAGS = ("resized_crop", "shift", "rotate", "hflip", "vflip", "brightnes
 SCHEDULES = ("cosine", "constant", "step", "multistep", "onecycle", "plateau")
 METRICS = ("val_acc", "val_loss", "val_f1_macro")
 BALANCES = ("none", "weights", "sampler")
+NO_PRETRAINED = "none"  # --no-pretrained
 TTA_CHOICES = ("none", "hflip")  # test-time augmentation (imgcls.models.flip_tta)
 # The spellings systemd's time spans take ("90s", "5min", "1 hour", "2hrs"), plus days.
 _DURATION_UNITS = {
@@ -94,9 +95,17 @@ class TrainConfig:
     activation: str | None = None  # None: the model's own (relu)
     dropout: float | None = None  # None: the model's own
     width: float | None = None  # channel width multiplier; None: 1.0
-    pretrained: str | None = None  # "imagenet" (torchvision's weights) or a state-dict file
+    # "imagenet" (torchvision's weights), a state-dict file, or "none" (--no-pretrained). None:
+    # --model auto on photos starts from ImageNet weights when a file is at hand
+    # (training/auto_pretrained.py); any other model trains from scratch.
+    pretrained: str | None = None
     init_from: str | None = None  # an imgcls model file to start from
     freeze_backbone: bool = False  # train the classifier head only
+    # Fine-tuning pretrained weights: the head is first fitted on the frozen backbone's
+    # features, then the whole network trains with discriminative rates, as fastai's
+    # fine_tune: the head at --lr, the backbone's later half at lr/sqrt(lr_mult), its earlier
+    # half at lr/lr_mult (fastai's slice(lr/100, lr) over three groups).
+    lr_mult: float = 100.0
     # Test-time augmentation, part of the saved network: "hflip" averages the logits of each
     # image and its mirror (off for data a mirror changes, like digits); "none".
     tta: str = "none"
@@ -154,6 +163,11 @@ class TrainConfig:
         return {name: value for name, value in values.items() if value is not None}
 
     @property
+    def pretrained_weights(self) -> str | None:
+        """What --pretrained loads: "imagenet" or a file; None when off or left open."""
+        return None if self.pretrained in (None, NO_PRETRAINED) else self.pretrained
+
+    @property
     def resolved_split_seed(self) -> int:
         return self.split_seed if self.split_seed is not None else self.seed
 
@@ -197,6 +211,7 @@ class TrainConfig:
                  f"--patience must be positive; got {self.patience}")
         _require(self.save_every_steps is None or self.save_every_steps > 0,
                  f"--save-every-steps must be positive; got {self.save_every_steps}")
+        _require(self.lr_mult >= 1, f"--lr-mult must be >= 1; got {self.lr_mult}")
         _require(self.decay_epochs > 0, f"--decay-epochs must be positive; got {self.decay_epochs}")
         return self
 

@@ -16,6 +16,7 @@ from imgcls.config import (
     AUGMENTS,
     BALANCES,
     METRICS,
+    NO_PRETRAINED,
     NORMALIZATIONS,
     OPTIMIZERS,
     PRECISIONS,
@@ -110,7 +111,11 @@ def add_train_options(
     _option(model, "--dropout", "--drop", dest="dropout", type=float)
     _option(model, "--width", dest="width", type=float, help="channel width multiplier")
     _option(model, "--pretrained", dest="pretrained", nargs="?", const="imagenet",
-            metavar="PATH", help="torchvision ImageNet weights, or a local state-dict file")
+            metavar="PATH", help="torchvision ImageNet weights, or a local state-dict file "
+                                 "(default for --model auto on photos: when a file is at hand)")
+    _option(model, "--no-pretrained", dest="pretrained", action="store_const",
+            const=NO_PRETRAINED, help="train from scratch, even where --model auto would "
+                                      "start from ImageNet weights")
     _option(model, "--init-from", dest="init_from", metavar="MODEL",
             help="start from an imgcls model file; its architecture, channels and image size "
                  "unless given")
@@ -136,6 +141,9 @@ def add_train_options(
             help="learning rate; default per optimizer")
     _option(optimization, "--momentum", dest="momentum", type=float)
     _option(optimization, "--weight-decay", "--wd", dest="weight_decay", type=float)
+    _option(optimization, "--lr-mult", dest="lr_mult", type=float, metavar="RATIO",
+            help="fine-tuning pretrained weights: the backbone's first layers learn at "
+                 "lr/RATIO, its last at lr/sqrt(RATIO), the head at lr (default: 100)")
     _option(optimization, "--sched", dest="sched", choices=SCHEDULES)
     _option(optimization, "--warmup-epochs", dest="warmup_epochs", type=float)
     _option(optimization, "--decay-epochs", dest="decay_epochs", type=float,

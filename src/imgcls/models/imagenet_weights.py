@@ -61,3 +61,24 @@ def imagenet_weights(network: str) -> ImageNetWeights:
         interpolation=preset.interpolation.value,
         num_classes=len(weights.meta["categories"]),
     )
+
+
+def cached_weights_file(network: str) -> Path | None:
+    """A weights file of `network` in torch.hub's cache, as torch.hub names its downloads
+    (`<network>-<sha256 prefix>.pth`: torchvision's current file, an older release's such as
+    mobilenet_v2-b0353104.pth, or one put there by hand), newest first; None when there is none.
+    The file's sha256 is checked when it is read (weights_file.read_state_dict_file)."""
+    import torch.hub
+
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    named = [path for path in folder.glob(f"{network}-*.pth")
+             if (match := HASHED_NAME.match(path.name)) and match["stem"] == network]
+    return max(named, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def network_of_file(path: Path, networks: tuple[str, ...]) -> str | None:
+    """The network among `networks` whose weights a file named as torch.hub names them
+    (`mobilenet_v2-b0353104.pth`) holds; None when the name says none of them."""
+    match = HASHED_NAME.match(path.name)
+    stem = match["stem"] if match else path.stem
+    return stem if stem in networks else None

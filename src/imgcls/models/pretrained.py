@@ -17,7 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from imgcls.errors import UserError
-from imgcls.models.imagenet_weights import ImageNetWeights, imagenet_weights
+from imgcls.models.imagenet_weights import (
+    ImageNetWeights,
+    cached_weights_file,
+    imagenet_weights,
+)
 from imgcls.models.registry import ModelSpec
 from imgcls.models.weights_file import read_state_dict_file
 
@@ -139,8 +143,12 @@ def torchvision_weights_file(spec: ModelSpec) -> Path:
         )
     record = imagenet_weights(spec.torchvision_name)
     cached = record.cached_path()
-    if not cached.is_file():
-        download(record, cached)
+    if cached.is_file():
+        return cached
+    earlier = cached_weights_file(spec.torchvision_name)  # another release's, also ImageNet's
+    if earlier is not None:
+        return earlier
+    download(record, cached)
     return cached
 
 

@@ -5,8 +5,8 @@ on them; its width grows with the budget while the budget still buys enough epoc
 shrinks to half where a budget buys under ten epochs of the full width (two minutes on a
 2-core CPU; ten without AVX512), down to LeNet-5 where even half the width would not get two
 epochs.
-Larger images (photos) train resnet18, whose stride-2 stem makes it cheaper than vgg_small at
-224 px and whose ImageNet weights load with --pretrained.
+Larger images (photos), or --pretrained, start from ImageNet weights when a file is at hand
+(auto_pretrained.py), else train the fastest photo network from scratch.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING
 import torch
 from rich.console import Console
 
-from imgcls.config import TrainConfig, parse_duration
+from imgcls.config import NO_PRETRAINED, TrainConfig, parse_duration
 from imgcls.models import create_model, get_spec
 from imgcls.models.layers import is_small_input
 from imgcls.models.speed import RandomBatch, Timing
 from imgcls.runtime import Requested, resolve
+from imgcls.training.auto_pretrained import SCRATCH_MODEL, choose_pretrained
 
 if TYPE_CHECKING:
     from imgcls.training.components import PreparedData
 
 AUTO = "auto"
 SMALL_IMAGE_MODEL = "vgg_small"
-PHOTO_MODEL = "resnet18"
 # When a budget buys fewer epochs of the narrowest vgg_small than this, LeNet-5 (several times
 # faster per image) trains instead: a few epochs of a small net beat a fraction of one of a
 # larger net.
@@ -59,6 +59,9 @@ TRAINING_SHARE = 0.85
 # epochs alone and scored 0.23 where lenet5 scored 0.989.
 MIN_STEPS = 150
 BATCH_SIZE = 128  # the vgg_small and lenet5 recipes' batch, and TrainConfig's default
+# Fine-tuning a whole pretrained network for less than this many epochs loses to training its
+# head alone on cached features, which costs one pass over the images (bench/transfer.py).
+MIN_FINE_TUNE_EPOCHS = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def choose(
     batch_size: int = BATCH_SIZE,
 ) -> Choice:
     if not is_small_input(image_size):
-        return Choice(PHOTO_MODEL, None, f"{image_size} px images")
+        return Choice(SCRATCH_MODEL, None, f"{image_size} px images, from scratch")
     if budget_seconds is None:
         return Choice(SMALL_IMAGE_MODEL, None, f"{image_size} px images")
     rate = training_rate(SMALL_IMAGE_MODEL, 1.0, image_size=image_size, channels=channels,
@@ -129,13 +132,13 @@ def resolve_auto_model(
     """Resolve --model auto in place (config.yaml then records the choice). With a
     --time-budget that began at `started` (time.time()), what is left of it decides."""
     image_set = data.image_set
-    if config.pretrained:  # ImageNet weights exist for the torchvision networks only
-        config.model = PHOTO_MODEL
-        console.print(f"model auto: {PHOTO_MODEL} (--pretrained)")
-        return
     budget = parse_duration(config.time_budget) if config.time_budget else None
     if budget is not None and started is not None:  # starting and loading took their share
         budget = max(0.0, budget - (time.time() - started))
+    photos = not is_small_input(image_set.image_size)
+    if photos or config.pretrained_weights is not None:
+        _resolve_photo_model(config, data, device, console, budget)
+        return
     choice = choose(image_size=image_set.image_size, channels=image_set.channels,
                     num_classes=len(image_set.class_names), train_images=len(data.split.train),
                     budget_seconds=budget, device=device, precision=config.precision,
@@ -143,3 +146,33 @@ def resolve_auto_model(
     config.model, config.width = choice.model, config.width or choice.width
     width = f" --width {choice.width:g}" if choice.width else ""
     console.print(f"model auto: {choice.model}{width} ({choice.reason})")
+
+
+def _resolve_photo_model(
+    config: TrainConfig, data: PreparedData, device: torch.device, console: Console,
+    budget: float | None,
+) -> None:
+    """Photos, or --pretrained given: a network with ImageNet weights when a file is at hand
+    (auto_pretrained), fine-tuned whole unless the budget buys under MIN_FINE_TUNE_EPOCHS of
+    that, when only its head trains, on cached features."""
+    image_set = data.image_set
+    choice = choose_pretrained(config.pretrained, channels=image_set.channels,
+                               image_size=image_set.image_size,
+                               num_classes=len(image_set.class_names))
+    config.model = choice.model
+    config.pretrained = choice.weights or NO_PRETRAINED
+    console.print(f"model auto: {choice.model} ({choice.reason})")
+    if choice.weights is None or budget is None or config.freeze_backbone:
+        return
+    rate = training_rate(choice.model, 1.0, image_size=image_set.image_size,
+                         channels=image_set.channels, num_classes=len(image_set.class_names),
+                         device=device, precision=config.precision,
+                         batch_size=config.batch_size)
+    epochs = budget * TRAINING_SHARE * rate / max(1, len(data.split.train))
+    if epochs >= MIN_FINE_TUNE_EPOCHS:
+        return
+    config.freeze_backbone = True
+    if "augment" not in config.given:  # unchanging pixels let the head train on cached features
+        config.augment = "none"
+    console.print(f"model auto: the budget buys {epochs:.1f} epochs of the whole network;"
+                  f" training its head only, on cached features")

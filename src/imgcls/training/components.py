@@ -45,6 +45,13 @@ from imgcls.runtime import (
 )
 from imgcls.training.auto_model import AUTO, resolve_auto_model
 from imgcls.training.distributed import Distributed, check_sync_bn, device_for
+from imgcls.training.head_first import (
+    EXTRACT_BATCH,
+    HEAD_FIT_IMAGES,
+    discriminative_scales,
+    fit_head,
+    imagenet_stats,
+)
 from imgcls.training.optim import build_optimizer
 
 # Normalization statistics of a streamed train split come from this many of its images.
@@ -90,18 +97,45 @@ def build_components(
     if config.recipe is None:
         apply_default_recipe(config, data.image_set.image_size, console)
     resolve_tta(config, data.image_set, console)
+    use_pretrained_normalization(config, data)
     runtime = resolve(config, get_spec(config.model), device=device)
     architecture = architecture_of(config, data.image_set)
     model = runtime.place(build_model(config, architecture, data.image_set.class_names, console))
+    normalizer = Normalizer(data.stats).to(device)
+    fine_tuning = config.pretrained_weights is not None and not config.freeze_backbone
+    if fine_tuning and not reuse_split:  # a resumed run's head is in its state already
+        fit_head(model, get_spec(config.model).head, head_fit_batches(data, config.seed),
+                 normalizer, runtime, console, len(data.image_set.class_names))
+    scales = (discriminative_scales(model, get_spec(config.model).head, config.lr_mult)
+              if fine_tuning else None)
     train_indices = torch.as_tensor(data.split.train, dtype=torch.long)
     return Components(
         runtime=runtime, data=data, architecture=architecture, model=model,
-        normalizer=Normalizer(data.stats).to(device),
-        optimizer=build_optimizer(model, config),
+        normalizer=normalizer,
+        optimizer=build_optimizer(model, config, scales),
         # Loss scaling is only needed for fp16, whose range underflows small gradients.
         scaler=torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16),
         train_indices=train_indices, train_labels=data.image_set.labels[train_indices],
     )
+
+
+def use_pretrained_normalization(config: TrainConfig, data: PreparedData) -> None:
+    """Pretrained weights see images normalized as they were trained: ImageNet's mean and std
+    instead of the train split's own, unless --normalize was given."""
+    if config.pretrained_weights is None or "normalize" in config.given:
+        return
+    stats = imagenet_stats(config.model, data.image_set.channels)
+    if stats is not None:
+        data.stats = stats
+
+
+def head_fit_batches(
+    data: PreparedData, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """A seeded sample of the train split, at most HEAD_FIT_IMAGES, in batches."""
+    train = torch.as_tensor(data.split.train, dtype=torch.long)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return data.batches(train[order[:HEAD_FIT_IMAGES]], EXTRACT_BATCH)
 
 
 def set_determinism(deterministic: bool) -> None:
@@ -338,9 +372,9 @@ def build_model(
     model = create_model(architecture.name, **architecture.kwargs)
     spec = get_spec(architecture.name)
     in_channels = architecture.kwargs["in_channels"]
-    if config.pretrained:
-        report = load_pretrained(model, spec, config.pretrained, in_channels=in_channels)
-        console.print(f"pretrained: {_describe(report)} from {config.pretrained}")
+    if config.pretrained_weights is not None:
+        report = load_pretrained(model, spec, config.pretrained_weights, in_channels=in_channels)
+        console.print(f"pretrained: {_describe(report)} from {config.pretrained_weights}")
     if config.init_from:
         same_classes = read_card(config.init_from).class_names == class_names
         # The head carries over only when it predicts the same classes in the same order.
