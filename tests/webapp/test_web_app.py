@@ -5,16 +5,11 @@ byte, and its probabilities within 1e-3; it asks nothing of any other origin."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import statistics
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 from trustfiles import rejecting_all
+from webapp_page import INSTALLED, PHONE, READY, Watch, app_page, classify, needs_chromium
 
 from imgcls.data.sources import load_source
 from imgcls.predict import Predictor
@@ -31,81 +27,24 @@ from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
 from imgcls.webapp.runtime import vendor_record
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-PHONE = {"viewport": {"width": 375, "height": 812}, "device_scale_factor": 2,
-         "is_mobile": True, "has_touch": True}
-READY = "window.imgclsApp && window.imgclsApp.ready"
-INSTALLED = ("navigator.serviceWorker.controller !== null && "
-             "document.getElementById('offline').textContent.includes('works offline')")
 PARITY_IMAGES = 50
 
-_needs = pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium here")
-pytestmark = [pytest.mark.browser, pytest.mark.slow, _needs]
-
-
-class StaticServer:
-    """A plain static file server (Python's http.server) on loopback, in a thread."""
-
-    def __init__(self, folder: Path) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if not self.thread.is_alive():
-            return
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class Watch:
-    """What a page does that it should not: console errors, page errors, and requests to
-    anything but its own origin (blob: URLs of the photo preview are its own)."""
-
-    def __init__(self, context: Any, origin: str) -> None:
-        self.errors: list[str] = []
-        self.outside: list[str] = []
-        allowed = (origin, f"blob:{origin}")
-        context.on("request", lambda request: None if request.url.startswith(allowed)
-                   else self.outside.append(request.url))
-        context.on("page", self.watch_page)
-
-    def watch_page(self, page: Any) -> None:
-        page.on("console", lambda message: self.errors.append(message.text)
-                if message.type == "error" else None)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
 def web_folder(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The app exported by the CLI, as a user would."""
+    """The app exported by the CLI, as a user would; fp32, whose probabilities must be the
+    Predictor's (test_phone_model.py runs the int8 app)."""
     folder = tmp_path_factory.mktemp("web") / "app"
     result = subprocess.run(
         [sys.executable, "-m", "imgcls", "export", str(digits_run), "--format", "web",
-         "--output", str(folder), "--check-samples", "32"],
+         "--output", str(folder), "--check-samples", "32", "--quantize", "none",
+         "--latency-runs", "0"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "parity on 32 random images" in result.stdout
     return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -154,31 +93,6 @@ def _as_mode(image: Image.Image, kind: int, rng: np.random.Generator) -> Image.I
     alpha = Image.fromarray(np.where(rng.random(image.size[::-1]) < 0.2, 0, 255)
                             .astype(np.uint8))
     return Image.merge("RGBA", [*tint.split(), alpha])
-
-
-def classify(page: Any, path: Path) -> dict[str, Any]:
-    """Choose `path` in the page's file input and wait for its answer (or error)."""
-    count = page.evaluate("window.imgclsApp.classified")
-    page.set_input_files("#file", str(path))
-    page.wait_for_function(f"window.imgclsApp.classified > {count}", timeout=30_000)
-    return page.evaluate("window.imgclsApp.last")
-
-
-@contextmanager
-def app_page(browser: Any, web_folder: Path) -> Iterator[tuple[StaticServer, Any, Watch]]:
-    """The exported app served statically and opened on a phone-sized page, ready to
-    classify; the page's context and the server are closed afterwards."""
-    server = StaticServer(web_folder)
-    context = browser.new_context(**PHONE)
-    watch = Watch(context, server.url.rstrip("/"))
-    try:
-        page = context.new_page()
-        page.goto(server.url, timeout=30_000)
-        page.wait_for_function(READY, timeout=60_000)
-        yield server, page, watch
-    finally:
-        context.close()
-        server.stop()
 
 
 def test_export_writes_a_complete_app(web_folder: Path) -> None:
@@ -263,9 +177,9 @@ def test_says_unknown_below_the_threshold(browser: Any, digits_run: Path, photo:
                                           tmp_path: Path) -> None:
     model = rejecting_all(digits_run / "model.safetensors", tmp_path / "model.safetensors")
     folder = tmp_path / "app"
-    result = subprocess.run(
+    result = subprocess.run(  # the default: int8 where its check passes, its familiarity too
         [sys.executable, "-m", "imgcls", "export", str(model), "--format", "web",
-         "--output", str(folder), "--check-samples", "8"],
+         "--output", str(folder), "--check-samples", "8", "--latency-runs", "0"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     info = json.loads((folder / "model.json").read_text())

@@ -21,30 +21,36 @@ MODEL_FILE, INFO_FILE = "model.onnx", "model.json"
 KEYED_FILES = (INFO_FILE, MODEL_FILE)
 SERVICE_WORKER = "sw.js"
 DEFAULT_TOPK = 5
+INT8_OPERATORS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv",
+                            "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 
 
-def build_web_app(model_path: str | Path, output: str | Path, *,
-                  name: str | None = None) -> Path:
+def build_web_app(model_path: str | Path, output: str | Path, *, name: str | None = None,
+                  onnx: Path | None = None) -> Path:
     """Write the app into the folder `output` (created; files there with the same names
-    are replaced); returns the folder."""
+    are replaced); returns the folder. `onnx`: the ONNX file to ship instead of the fp32
+    export of `model_path` (the checked int8 file of that model)."""
     target = Path(output)
     if target.exists() and not target.is_dir():
         raise UserError(f"--output {target} is a file; the web export writes a folder")
-    for relative, data in web_app_files(model_path, name=name).items():
+    files = web_app_files(model_path, name=name, onnx=onnx)
+    for relative, data in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return target
 
 
-def web_app_files(model_path: str | Path, *, name: str | None = None) -> dict[str, bytes]:
+def web_app_files(model_path: str | Path, *, name: str | None = None,
+                  onnx: Path | None = None) -> dict[str, bytes]:
     """{path inside the app: bytes} for a model.safetensors, run directory or exported
-    .onnx file."""
-    model = onnx_bytes(model_path)
+    .onnx file (or the given `onnx` file of that model)."""
+    model = onnx_bytes(onnx if onnx is not None else model_path)
     metadata = onnx_metadata(model, model_path)
     title = name or describe_model(metadata)
     files = {MODEL_FILE: model,
-             INFO_FILE: _json(model_info(metadata, title, onnx_outputs(model))),
+             INFO_FILE: _json(model_info(metadata, title, onnx_outputs(model),
+                                         onnx_precision(model))),
              "manifest.webmanifest": _json(manifest(title))}
     files.update({f"icon-{size}.png": icon_png(size) for size in ICON_SIZES})
     static = resources.files("imgcls.webapp").joinpath("static")
@@ -88,6 +94,15 @@ def onnx_outputs(model: bytes) -> list[str]:
     return [output.name for output in onnx.load_model_from_string(model).graph.output]
 
 
+def onnx_precision(model: bytes) -> str:
+    """`int8` for a quantized graph (QDQ or integer operators), else `fp32`: read from the
+    graph itself, so an .onnx file given as it is gets the right name too."""
+    import onnx
+
+    nodes = onnx.load_model_from_string(model).graph.node
+    return "int8" if any(node.op_type in INT8_OPERATORS for node in nodes) else "fp32"
+
+
 def describe_model(metadata: dict[str, Any]) -> str:
     """`lenet5 on digits`: the architecture and, when known, the data it learned from."""
     architecture = str(metadata.get("architecture", {}).get("name", "model"))
@@ -95,8 +110,8 @@ def describe_model(metadata: dict[str, Any]) -> str:
     return f"{architecture} on {Path(source).name}" if source else architecture
 
 
-def model_info(metadata: dict[str, Any], title: str,
-               outputs: list[str] | None = None) -> dict[str, Any]:
+def model_info(metadata: dict[str, Any], title: str, outputs: list[str] | None = None,
+               precision: str = "fp32") -> dict[str, Any]:
     """model.json: everything the page needs to feed the model and label its answer. With a
     trust record and a `familiarity` output, the page answers `unknown` below `threshold`
     (prediction.py's rule); otherwise both are null and it answers as it always did."""
@@ -112,7 +127,7 @@ def model_info(metadata: dict[str, Any], title: str,
             "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
             "familiarity_name": familiarity,
             "threshold": trust.get("threshold") if familiarity else None,
-            "topk": min(DEFAULT_TOPK, len(class_names)),
+            "topk": min(DEFAULT_TOPK, len(class_names)), "precision": precision,
             "resize_pass_order": resize_pass_order(),
             "runtime": f"onnxruntime-web {vendor_record()['version']}"}
 

@@ -1,5 +1,7 @@
-"""`imgcls export MODEL --format web`: write the phone app, say what it weighs, and check its
-ONNX model against the original model as the other exports are checked."""
+"""`imgcls export MODEL --format web`: write the phone app with the smallest model that keeps
+the accuracy (int8 where its check passes: shipped.py), say which and why, what the app weighs
+and how long its model takes for one image in the browser (latency.py); an fp32 model is
+checked against the original model as the other exports are."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ from pathlib import Path
 
 import torch
 
+from imgcls.backends.int8_export import EXIT_REFUSED
 from imgcls.webapp.build import INFO_FILE, MODEL_FILE, build_web_app
+from imgcls.webapp.latency import measure_latency
 from imgcls.webapp.runtime import RUNTIME_FOLDER
+from imgcls.webapp.shipped import choose_model
 
 _PARITY_LIMIT = 1e-4  # as the ONNX export's own check
 
@@ -25,13 +30,24 @@ def default_folder(model_path: str | Path) -> Path:
 
 
 def export_web(args: argparse.Namespace) -> int:
-    """The export verb's handler for --format web (args: model, output, check_samples)."""
-    folder = build_web_app(args.model, args.output or default_folder(args.model))
+    """The export verb's handler for --format web (args: model, output, check_samples,
+    latency_runs and shipped.choose_model's)."""
+    shipped = choose_model(args)
+    if shipped.refused:
+        print(f"imgcls: refusing the int8 model: {shipped.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    folder = build_web_app(args.model, args.output or default_folder(args.model),
+                           onnx=shipped.onnx)
+    print(shipped.describe())
     print(f"exported the web app to {folder} ({describe_size(folder)})")
+    if args.latency_runs > 0:
+        print(measure_latency(folder, args.latency_runs).describe())
     print(f"serve the folder over HTTPS (or on localhost) for offline use, e.g. "
           f"`python -m http.server -d {folder}` and open http://localhost:8000/")
     if args.check_samples <= 0 or Path(args.model).suffix.lower() == ".onnx":
         return 0  # an .onnx model is copied as it is: nothing to compare it with
+    if shipped.precision == "int8":
+        return 0  # its own check (test split, against fp32) is the one that holds for it
     return _check_model(args.model, folder, args.check_samples)
 
 

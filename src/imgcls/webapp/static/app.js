@@ -59,7 +59,8 @@
     app.info = info;
     const { channels, height, width } = info.input;
     $("model").textContent = `${info.name}: ${info.class_names.length} classes, ` +
-      `${width}x${height} ${channels === 1 ? "gray" : "RGB"}, ${info.runtime}`;
+      `${width}x${height} ${channels === 1 ? "gray" : "RGB"}, ${info.precision || "fp32"}, ` +
+      info.runtime;
     for (const input of [$("camera"), $("file")]) input.disabled = false;
     for (const label of document.querySelectorAll("label.button")) label.removeAttribute("aria-disabled");
     app.ready = true;
