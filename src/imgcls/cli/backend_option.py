@@ -25,10 +25,12 @@ def add_backend_option(command: argparse.ArgumentParser, *, env: bool = False,
 
 def add_quantize_options(command: argparse.ArgumentParser) -> None:
     """`imgcls export --quantize int8`: the int8 model `--backend onnx-int8` runs."""
-    command.add_argument("--quantize", choices=("int8",),
-                         help="write an int8 ONNX model (static quantization, calibrated on "
-                              "the training split) into the model's backend cache, after "
-                              "checking its accuracy on the test split")
+    command.add_argument("--quantize", choices=("int8", "none"),
+                         help="int8: write an int8 ONNX model (static quantization, calibrated "
+                              "on the training split) into the model's backend cache, after "
+                              "checking its accuracy on the test split. With --format web: "
+                              "left out, the app ships int8 when that check passes, else fp32; "
+                              "int8 ships int8 or refuses (exit 2); none ships fp32")
     command.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS",
                          help="refuse the int8 model (exit 2) when its test accuracy is this "
                               "many percentage points below fp32's (default: 1)")

@@ -180,9 +180,7 @@ def _yes(value: str, name: str) -> bool:
 def _add_export(verbs: argparse._SubParsersAction) -> None:
     from imgcls.export_formats import FORMATS  # not imgcls.export: that imports torch
 
-    # `resolve`: --quantize below widens the shared option's choices with `none`.
-    command = verbs.add_parser("export", help="write a model file as ONNX or TorchScript",
-                               conflict_handler="resolve")
+    command = verbs.add_parser("export", help="write a model file as ONNX or TorchScript")
     command.set_defaults(handler=_export)
     command.add_argument("model", metavar="MODEL", help="a model.safetensors or a run directory")
     command.add_argument("--format", choices=(*FORMATS, "web"), default="onnx",
@@ -195,12 +193,6 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
                          "check (default: the model's built-in data set, else random images)")
     command.add_argument("--data-dir", help="where built-in data sets' files are")
     add_quantize_options(command)
-    command.add_argument("--quantize", choices=("int8", "none"),
-                         help="int8: write an int8 ONNX model (static quantization, calibrated "
-                              "on the training split) into the model's backend cache, after "
-                              "checking its accuracy on the test split. With --format web: "
-                              "left out, the app ships int8 when that check passes, else fp32; "
-                              "int8 ships int8 or refuses (exit 2); none ships fp32")
     command.add_argument("--latency-runs", type=int, default=10, metavar="N",
                          help="--format web: time the app's model on one image N times in "
                               "headless Chromium (Playwright), else onnxruntime on this CPU; "
