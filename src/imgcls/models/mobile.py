@@ -38,6 +38,7 @@ def build_mobile(
     make = _efficientnet_b0 if name == "efficientnet_b0" else partial(_mobilenet, name)
     model = make(num_classes=num_classes, dropout=dropout, width=width)
     _replace_stem(model.features[0], in_channels, stride=1 if is_small_input(image_size) else 2)
+    _faster_running_statistics(model)
     if activation is not None:
         replace_activations(model, activation, kinds=_OWN_ACTIVATIONS)
     return model
@@ -64,6 +65,22 @@ def _efficientnet_b0(*, num_classes: int, dropout: float, width: float) -> nn.Mo
         "efficientnet_b0", width_mult=width, depth_mult=1.0)
     return efficientnet.EfficientNet(setting, dropout, num_classes=num_classes,
                                      last_channel=last_channel)
+
+
+# torchvision's MobileNetV3 keeps BatchNorm's running statistics with momentum 0.01, made for
+# ImageNet's hundreds of thousands of steps. A run of a few hundred steps leaves them near their
+# start (or ImageNet's), so the network evaluates on statistics its weights no longer match:
+# mobilenet_v3_small from scratch, 140 steps on 900 Fashion-MNIST images at 96 px, trained to
+# 0.72 accuracy and validated at 0.10, every image one class. PyTorch's default, 0.1, as
+# MobileNetV2 and EfficientNet-B0 have. Only the statistics' pace changes: weights load as they
+# are.
+RUNNING_STATS_MOMENTUM = 0.1
+
+
+def _faster_running_statistics(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = RUNNING_STATS_MOMENTUM
 
 
 def _replace_stem(stem: nn.Sequential, in_channels: int, *, stride: int) -> None:
