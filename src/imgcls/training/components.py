@@ -47,8 +47,10 @@ from imgcls.training.auto_model import AUTO, resolve_auto_model
 from imgcls.training.distributed import Distributed, check_sync_bn, device_for
 from imgcls.training.head_first import (
     EXTRACT_BATCH,
+    FINE_TUNE_LR_SHARE,
     HEAD_FIT_IMAGES,
     discriminative_scales,
+    fine_tunes_pretrained,
     fit_head,
     imagenet_stats,
 )
@@ -102,7 +104,9 @@ def build_components(
     architecture = architecture_of(config, data.image_set)
     model = runtime.place(build_model(config, architecture, data.image_set.class_names, console))
     normalizer = Normalizer(data.stats).to(device)
-    fine_tuning = config.pretrained_weights is not None and not config.freeze_backbone
+    fine_tuning = fine_tunes_pretrained(config)
+    if fine_tuning and config.lr is None:  # config.yaml records the rate it used
+        config.lr = config.resolved_lr * FINE_TUNE_LR_SHARE
     if fine_tuning and not reuse_split:  # a resumed run's head is in its state already
         fit_head(model, get_spec(config.model).head, head_fit_batches(data, config.seed),
                  normalizer, runtime, console, len(data.image_set.class_names))

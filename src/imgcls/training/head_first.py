@@ -21,6 +21,7 @@ from rich.console import Console
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from imgcls.config import TrainConfig
 from imgcls.models import get_spec
 from imgcls.models.imagenet_weights import imagenet_weights
 from imgcls.runtime import RuntimeChoice
@@ -29,6 +30,11 @@ from imgcls.runtime import RuntimeChoice
 # and tens of classes; the forward pass over them is the cost (~10 s at 224 px on 2 cores).
 HEAD_FIT_IMAGES = 4000
 EXTRACT_BATCH = 128
+# Fine-tuning starts from weights that already work: without --lr, the head learns at this
+# share of the optimizer's from-scratch rate (adamw: 2e-3 -> 5e-4), the backbone lower still.
+# mobilenet_v2 on Fashion-MNIST, 100 per class at 96 px, 60 s: test accuracy 0.794 at 2e-3,
+# 0.805 at 5e-4 (2,000 test images).
+FINE_TUNE_LR_SHARE = 0.25
 # The logistic regression's inverse L2 strength: scikit-learn's default, which the whole
 # network's fine-tuning then refines.
 HEAD_C = 1.0
@@ -46,6 +52,23 @@ def imagenet_stats(model_name: str, channels: int) -> dict | None:
     if channels == 1:
         mean, std = [sum(mean) / 3], [sum(std) / 3]
     return {"mode": "meanstd", "mean": mean, "std": std}
+
+
+def fine_tunes_pretrained(config: TrainConfig) -> bool:
+    """Whether the run trains a whole network that starts from pretrained weights."""
+    return config.pretrained_weights is not None and not config.freeze_backbone
+
+
+def keep_pretrained_statistics(model: nn.Module) -> None:
+    """BatchNorm layers back in eval mode in a model set to train: they normalize with the
+    pretrained running statistics, which stay as they were, while their scales and shifts
+    still learn (Keras's transfer-learning guide does the same). In train mode, batch
+    statistics of the new images replace the ImageNet ones the fitted head saw, and the
+    first steps undo it: fine-tuning mobilenet_v2 on Fashion-MNIST (100 per class, 96 px,
+    60 s) scored 0.73 on the test images that the fitted head alone scores 0.82 on."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def discriminative_scales(model: nn.Module, head: str, lr_mult: float) -> dict[str, float]:

@@ -41,6 +41,7 @@ from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
 from imgcls.training.components import report_skipped, resolve_init_from
 from imgcls.training.feature_cache import cached_probabilities
+from imgcls.training.head_first import fine_tunes_pretrained, keep_pretrained_statistics
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
 from imgcls.training.pacing import (
     announce_estimate,
@@ -212,6 +213,8 @@ def _train_epoch(run: Run, show_progress: bool) -> dict[str, Any]:
     config, position = run.config, run.position
     if run.frozen is None:
         run.model.train()
+        if fine_tunes_pretrained(config):
+            keep_pretrained_statistics(run.model)
     else:  # a frozen backbone stays in eval mode: BatchNorm keeps its running statistics
         run.frozen.train_mode(run.model)
     # Every rank draws the same order and takes its own shard of it.
