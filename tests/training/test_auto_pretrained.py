@@ -138,6 +138,11 @@ def test_auto_on_photos_fine_tunes_the_cached_weights(tmp_path: Path, torch_home
     # Fine-tuned: every layer moved, the first the least (lr/100), from the file's weights.
     first = (trained["features.0.0.weight"] - source["features.0.0.weight"]).abs().max()
     assert 0 < first < 1e-2
+    # BatchNorm normalizes with the weights' own running statistics throughout, and keeps them.
+    for key in ("features.0.1.running_mean", "features.12.1.running_var"):
+        assert torch.equal(trained[key], source[key]), key
+    assert not torch.equal(trained["features.0.1.weight"], source["features.0.1.weight"])
+    assert config["lr"] == pytest.approx(2e-3 / 4)  # adamw's from-scratch rate, a quarter
 
 
 @pytest.mark.slow
