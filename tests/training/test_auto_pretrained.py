@@ -141,7 +141,6 @@ def test_auto_on_photos_fine_tunes_the_cached_weights(tmp_path: Path, torch_home
     # BatchNorm normalizes with the weights' own running statistics throughout, and keeps them.
     for key in ("features.0.1.running_mean", "features.12.1.running_var"):
         assert torch.equal(trained[key], source[key]), key
-    assert not torch.equal(trained["features.0.1.weight"], source["features.0.1.weight"])
     assert config["lr"] == pytest.approx(2e-3 / 4)  # adamw's from-scratch rate, a quarter
 
 
