@@ -46,11 +46,12 @@ def web_app_files(model_path: str | Path, *, name: str | None = None,
     """{path inside the app: bytes} for a model.safetensors, run directory or exported
     .onnx file (or the given `onnx` file of that model)."""
     model = onnx_bytes(onnx if onnx is not None else model_path)
-    metadata = onnx_metadata(model, model_path)
+    proto = parse_onnx(model, model_path)  # parsed once: metadata, outputs and operators
+    metadata = onnx_metadata(proto, model_path)
     title = name or describe_model(metadata)
     files = {MODEL_FILE: model,
-             INFO_FILE: _json(model_info(metadata, title, onnx_outputs(model),
-                                         onnx_precision(model))),
+             INFO_FILE: _json(model_info(metadata, title, onnx_outputs(proto),
+                                         onnx_precision(proto))),
              "manifest.webmanifest": _json(manifest(title))}
     files.update({f"icon-{size}.png": icon_png(size) for size in ICON_SIZES})
     static = resources.files("imgcls.webapp").joinpath("static")
@@ -73,34 +74,33 @@ def onnx_bytes(model_path: str | Path) -> bytes:
         return export_model(path, "onnx", Path(folder) / MODEL_FILE).read_bytes()
 
 
-def onnx_metadata(model: bytes, source: str | Path) -> dict[str, Any]:
-    """The imgcls metadata export.py stores in the ONNX file's properties."""
+def parse_onnx(model: bytes, source: str | Path) -> Any:
+    """The onnx.ModelProto of the file's bytes; a UserError naming `source` when unreadable."""
     import onnx
 
     try:
-        properties = {prop.key: prop.value
-                      for prop in onnx.load_model_from_string(model).metadata_props}
+        return onnx.load_model_from_string(model)
     except Exception as error:  # onnx raises its own untyped decode errors
         raise UserError(f"{source} is not a readable ONNX model ({error})") from None
+
+
+def onnx_metadata(proto: Any, source: str | Path) -> dict[str, Any]:
+    """The imgcls metadata export.py stores in the ONNX model's properties."""
+    properties = {prop.key: prop.value for prop in proto.metadata_props}
     if "imgcls" not in properties:
         raise UserError(f"{source} has no imgcls metadata; export it with `imgcls export`")
     return json.loads(properties["imgcls"])
 
 
-def onnx_outputs(model: bytes) -> list[str]:
+def onnx_outputs(proto: Any) -> list[str]:
     """The graph's output names: an export from before `familiarity` has one."""
-    import onnx
-
-    return [output.name for output in onnx.load_model_from_string(model).graph.output]
+    return [output.name for output in proto.graph.output]
 
 
-def onnx_precision(model: bytes) -> str:
+def onnx_precision(proto: Any) -> str:
     """`int8` for a quantized graph (QDQ or integer operators), else `fp32`: read from the
     graph itself, so an .onnx file given as it is gets the right name too."""
-    import onnx
-
-    nodes = onnx.load_model_from_string(model).graph.node
-    return "int8" if any(node.op_type in INT8_OPERATORS for node in nodes) else "fp32"
+    return "int8" if any(node.op_type in INT8_OPERATORS for node in proto.graph.node) else "fp32"
 
 
 def describe_model(metadata: dict[str, Any]) -> str:
