@@ -25,6 +25,7 @@ def test_unknown_setting_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("field", "value", "flag"), [
     ("epochs", 0, "--epochs"), ("lr", -1.0, "--lr"), ("batch_size", 0, "--batch-size"),
     ("optimizer", "lbfgs", "--optimizer"), ("dropout", 1.5, "--dropout"),
+    ("lr_mult", 0.5, "--lr-mult"),
 ])
 def test_bad_values_are_named(field: str, value: object, flag: str) -> None:
     with pytest.raises(UserError, match=flag):
