@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from imgcls.artifact import load_model
 from imgcls.data.builtin import load_builtin
 from imgcls.data.normalize import Normalizer
-from imgcls.inference import predict_probabilities
+from imgcls.modelfile.artifact import load_model
 from imgcls.models import create_model
+from imgcls.predict.inference import predict_probabilities
 
 from machine import describe
 

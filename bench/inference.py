@@ -45,8 +45,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 import imgcls  # noqa: E402
-from imgcls.backends.int8_export import export_int8  # noqa: E402
-from imgcls.predict import Predictor  # noqa: E402
+from imgcls.evaluation.int8_export import export_int8  # noqa: E402
+from imgcls.predict.predictor import Predictor  # noqa: E402
 
 from machine import describe  # noqa: E402
 

@@ -93,10 +93,10 @@ def bench_model(name: str, runs: Path, args: argparse.Namespace) -> dict:
     import torch
 
     import imgcls
-    from imgcls.backends.cache import cache_for
-    from imgcls.backends.choose import fp32_onnx
-    from imgcls.backends.int8_export import CALIBRATION_IMAGES, spread
     from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
+    from imgcls.evaluation.int8_export import CALIBRATION_IMAGES, spread
+    from imgcls.export.cache import cache_for
+    from imgcls.predict.backends.choose import fp32_onnx
 
     run = runs / f"digits-{name}"
     if not (run / "model.safetensors").is_file():
@@ -133,7 +133,7 @@ def quantize(source: Path, target: Path, calibration, keywords: dict) -> Path:
         quantize_static,
     )
 
-    from imgcls.export import INPUT_NAME
+    from imgcls.export.writers import INPUT_NAME
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -168,7 +168,7 @@ def run_checks(folder: Path, *, emulate: bool) -> dict | str:
 def check_worker(npz: Path, output: Path) -> None:
     import onnxruntime
 
-    from imgcls.cpus import cpu_kind
+    from imgcls.utils.cpus import cpu_kind
 
     stored = np.load(npz)
     fp32 = stored["fp32"].argmax(1)
@@ -187,7 +187,7 @@ def time_schemes(predictor, files: dict[str, Path], test: np.ndarray,
     """Median ms of a 256-image batch: eager fp32 (the Predictor) and each int8 file."""
     import torch
 
-    from imgcls.onnx_runner import OnnxRunner
+    from imgcls.export.session import OnnxRunner
 
     pixels = torch.from_numpy(np.resize(test, (256, *test.shape[1:])))
     runners = {"eager fp32": lambda: predictor.probabilities(pixels, 256)}

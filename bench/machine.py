@@ -10,9 +10,9 @@ from typing import Any
 import torch
 import torchvision
 
-from imgcls.backends.timing import cpu_model
-from imgcls.cpus import cpu_kind
+from imgcls.predict.backends.timing import cpu_model
 from imgcls.runtime import cpu_runs_bf16
+from imgcls.utils.cpus import cpu_kind
 
 
 def describe() -> dict[str, Any]:

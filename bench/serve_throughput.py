@@ -60,8 +60,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgcls.artifact import save_model
-from imgcls.model_card import Architecture, InputShape, ModelCard
+from imgcls.modelfile.artifact import save_model
+from imgcls.modelfile.card import Architecture, InputShape, ModelCard
 from imgcls.models import create_model
 from imgcls.serve.live import free_port, wait_ready
 from imgcls.serve.settings import ServeSettings

@@ -60,7 +60,6 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imgcls.artifact import build_network, model_file, read_card, read_weights  # noqa: E402
 from imgcls.data.normalize import Normalizer  # noqa: E402
 from imgcls.data.sources import load_source  # noqa: E402
 from imgcls.evaluation.calibration import expected_calibration_error  # noqa: E402
@@ -71,6 +70,7 @@ from imgcls.evaluation.trust import (  # noqa: E402
     calibrated,
     keep_threshold,
 )
+from imgcls.modelfile.artifact import build_network, model_file, read_card, read_weights  # noqa: E402
 from imgcls.models import get_spec  # noqa: E402
 
 FAMILIES = ("lenet5", "alexnet_small", "vgg_small", "resnet20", "densenet_bc_40")

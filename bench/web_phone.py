@@ -25,7 +25,7 @@ What it does. For mobilenet_v3_small and mobilenet_v2 (10 classes, 3x224x224, to
 random initialisation, seed 0: size and speed do not depend on the weights' values, so nothing
 is trained; accuracy is not measured here), the web app is built twice as `imgcls export
 --format web` builds it: with the fp32 export the backends cache, and with that export
-quantized to int8 as `--quantize int8` quantizes it (backends/quantize.py, calibrated on 32
+quantized to int8 as `--quantize int8` quantizes it (export/quantize.py, calibrated on 32
 seeded noise images). The export ships int8 only when its accuracy check passes on the test
 split; random weights have no test split worth the name, so here int8 is built directly. For
 each app: model.onnx in MB (10^6 bytes), the whole app in MB, and the median time for one
@@ -54,9 +54,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imgcls.artifact import save_model  # noqa: E402
-from imgcls.backends.quantize import SCHEME, quantize_int8  # noqa: E402
-from imgcls.model_card import Architecture, InputShape, ModelCard  # noqa: E402
+from imgcls.export.quantize import SCHEME, quantize_int8  # noqa: E402
+from imgcls.modelfile.artifact import save_model  # noqa: E402
+from imgcls.modelfile.card import Architecture, InputShape, ModelCard  # noqa: E402
 from imgcls.models import create_model  # noqa: E402
 from imgcls.webapp import build_web_app  # noqa: E402
 from imgcls.webapp.build import MODEL_FILE  # noqa: E402

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from imgcls.artifact import build_network, read_card, read_weights, save_model
-from imgcls.model_card import TrustRecord
+from imgcls.modelfile.artifact import build_network, read_card, read_weights, save_model
+from imgcls.modelfile.card import TrustRecord
 
 
 def with_trust(source: Path, target: Path, trust: TrustRecord | None) -> Path:

@@ -49,7 +49,7 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, show_progress: boo
 
 def load(path: str | Path, *, device: str | None = None):
     """A Predictor for a model file (or a run directory holding model.safetensors)."""
-    from imgcls.predict import Predictor
+    from imgcls.predict.predictor import Predictor
 
     return Predictor(path, device=device)
 

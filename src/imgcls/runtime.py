@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgcls.cpus import usable_cpus
 from imgcls.errors import UserError
+from imgcls.utils.cpus import usable_cpus
 
 if TYPE_CHECKING:
     from imgcls.models.registry import ModelSpec

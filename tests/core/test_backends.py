@@ -1,4 +1,4 @@
-"""Inference backends (imgcls.backends): every fp32 backend gives eager torch's probabilities
+"""Inference backends (predict/backends): every fp32 backend gives eager torch's probabilities
 within 1e-4 for every registered network, the ONNX cache is reused and rebuilt, int8 export
 checks its accuracy, and --backend reaches predict, eval and serve."""
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from imgcls.artifact import save_model
-from imgcls.backends.cache import cache_for
-from imgcls.model_card import Architecture, InputShape, ModelCard, RuntimeRecord
+from imgcls.export.cache import cache_for
+from imgcls.modelfile.artifact import save_model
+from imgcls.modelfile.card import Architecture, InputShape, ModelCard, RuntimeRecord
 from imgcls.models import create_model, get_spec, list_models
-from imgcls.predict import Predictor
+from imgcls.predict.predictor import Predictor
 
 # exports and traces every registered network: about a minute and a half
 pytestmark = pytest.mark.slow
@@ -155,11 +155,11 @@ def test_int8_export_prints_agreement_and_refuses_an_impossible_threshold(
 
 def test_backend_flag_reaches_predict_eval_and_serve(digits_run: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
-    from imgcls.backends import BACKENDS
     from imgcls.cli import main as cli_main
     from imgcls.cli.backend_option import BACKEND_CHOICES
     from imgcls.cli.serve import main as serve_main
     from imgcls.cli.serve import serve_settings
+    from imgcls.predict.backends import BACKENDS
 
     assert BACKEND_CHOICES == BACKENDS
     image = tmp_path / "digit.png"

@@ -16,13 +16,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from imgcls.backends.cache import BackendCache, cache_for
-from imgcls.backends.int8_export import export_int8
-from imgcls.backends.int8_record import MIN_AGREEMENT, read_check_images, write_check_images
-from imgcls.backends.quantize import SCHEME
-from imgcls.backends.timing import machine_key
-from imgcls.cpus import cpu_kind
-from imgcls.predict import Predictor
+from imgcls.evaluation.int8_export import export_int8
+from imgcls.export.cache import BackendCache, cache_for
+from imgcls.export.int8_record import MIN_AGREEMENT, read_check_images, write_check_images
+from imgcls.export.quantize import SCHEME
+from imgcls.predict.backends.timing import machine_key
+from imgcls.predict.predictor import Predictor
+from imgcls.utils.cpus import cpu_kind
 
 OTHER_KIND = "x86_64 avx2 (another machine)"
 # onnxruntime's x86-64 kernels without VNNI add uint8 x int8 products in pairs into signed
@@ -144,7 +144,7 @@ def test_an_int8_record_without_a_cpu_or_check_images_is_refused(
 @pytest.mark.slow
 def test_a_cached_fp32_export_checked_on_another_cpu_kind_is_checked_here_without_torch(
         digits_run: Path, tmp_path: Path) -> None:
-    from imgcls.backends.cached_onnx import cached_onnx
+    from imgcls.predict.backends.cached_onnx import cached_onnx
 
     run = tmp_path / "run"
     shutil.copytree(digits_run, run)
@@ -168,9 +168,9 @@ def test_a_cached_fp32_export_checked_on_another_cpu_kind_is_checked_here_withou
 @pytest.mark.slow
 def test_an_int8_file_exported_on_its_own_carries_its_check_and_refuses_a_failing_cpu(
         int8_run: Path, tmp_path: Path) -> None:
-    from imgcls.backends.int8_embedded import METADATA_KEY
     from imgcls.errors import UserError
-    from imgcls.onnx_predict import OnnxPredictor
+    from imgcls.export.int8_embedded import METADATA_KEY
+    from imgcls.predict.onnx_predictor import OnnxPredictor
 
     file = tmp_path / "digits.int8.onnx"
     check, written = export_int8(int8_run, data="digits", data_dir=None, max_accuracy_drop=1.0,
@@ -210,9 +210,9 @@ def test_a_damaged_check_is_a_refusal_not_a_crash(int8_run: Path, run: Path, tmp
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """Check images cut short in the cache, or an -o file whose embedded check is not JSON or
     whose images are not an .npz: each a clear refusal, fp32 answering where there is one."""
-    from imgcls.backends.int8_embedded import METADATA_KEY
     from imgcls.errors import UserError
-    from imgcls.onnx_predict import OnnxPredictor
+    from imgcls.export.int8_embedded import METADATA_KEY
+    from imgcls.predict.onnx_predictor import OnnxPredictor
 
     edit_record(run, cpu_kind=OTHER_KIND)
     images = cache(run).path("int8.check.npz")

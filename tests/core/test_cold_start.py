@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from imgcls.cli import build_parser
-from imgcls.export import export_model
-from imgcls.predict import Predictor
+from imgcls.export.writers import export_model
+from imgcls.predict.predictor import Predictor
 
 # every check runs in a fresh Python process
 pytestmark = pytest.mark.multiprocess
@@ -134,7 +134,7 @@ def _auto_chose_onnx(model: Path) -> bool:
 
 
 def test_onnx_pixels_are_the_predictors(onnx_file: Path, digit_pngs: list[Path]) -> None:
-    from imgcls.onnx_predict import OnnxPredictor
+    from imgcls.predict.onnx_predictor import OnnxPredictor
 
     torch_side, onnx_side = Predictor(onnx_file), OnnxPredictor(onnx_file)
     for path in digit_pngs:
@@ -189,7 +189,7 @@ def test_a_model_file_with_a_cached_export_serves_without_torch(
 
 def test_a_fresh_run_predicts_without_torch_by_default(
         tmp_path: Path, digit_pngs: list[Path]) -> None:
-    """Training caches its ONNX export (backends/prepare.py), so the first plain `imgcls
+    """Training caches its ONNX export (predict/backends/prepare.py), so the first plain `imgcls
     predict RUN one.png` (--backend auto, nothing timed yet) answers from onnxruntime."""
     import imgcls
 

@@ -1,4 +1,4 @@
-"""What a measurement made on this machine holds for (imgcls.cpus): the CPU kind says which
+"""What a measurement made on this machine holds for (imgcls.utils.cpus): the CPU kind says which
 kernel-deciding instruction sets it has, CPUID's answer (numpy's) wins over /proc/cpuinfo's,
 and the backend timings' machine key tells two CPUs of one model name but other kinds apart."""
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from imgcls import cpus
-from imgcls.backends import timing
+from imgcls.predict.backends import timing
+from imgcls.utils import cpus
 
 VNNI_EPYC = {"fpu", "avx", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "sha_ni"}
 

@@ -13,12 +13,12 @@ import onnx
 import pytest
 import torch
 
-from imgcls.artifact import load_model, read_card, save_model
 from imgcls.cli.serve import main as serve_main
 from imgcls.data.builtin import load_builtin
-from imgcls.export import export_model, parity_images
-from imgcls.export_parity import check_parity
-from imgcls.predict import Predictor
+from imgcls.export.writers import export_model, parity_images
+from imgcls.modelfile.artifact import load_model, read_card, save_model
+from imgcls.predict.parity import check_parity
+from imgcls.predict.predictor import Predictor
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
 

@@ -211,7 +211,7 @@ def test_overwrite_moves_the_old_run_aside(tiny_run: Path, tmp_path: Path) -> No
 
 def test_an_empty_folder_is_a_fine_output(tmp_path: Path) -> None:
     from imgcls.config import TrainConfig
-    from imgcls.rundir import RUN_MARKER, is_run_dir, prepare_run_dir
+    from imgcls.modelfile.rundir import RUN_MARKER, is_run_dir, prepare_run_dir
 
     (tmp_path / "empty").mkdir()
     run_dir = prepare_run_dir(TrainConfig(output=str(tmp_path / "empty")), overwrite=False)
@@ -299,7 +299,7 @@ def test_a_failed_save_keeps_the_previous_last_pt(tmp_path: Path,
 
 def test_checkpoint_syncs_the_file_and_the_folder(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import imgcls.files
+    import imgcls.utils.files
 
     synced: list[str] = []
     real_fsync = os.fsync
@@ -308,7 +308,7 @@ def test_checkpoint_syncs_the_file_and_the_folder(tmp_path: Path,
         synced.append("folder" if stat.S_ISDIR(os.fstat(handle).st_mode) else "file")
         real_fsync(handle)
 
-    monkeypatch.setattr(imgcls.files.os, "fsync", recording_fsync)
+    monkeypatch.setattr(imgcls.utils.files.os, "fsync", recording_fsync)
     from imgcls.training.state import save_state
 
     save_state(tmp_path / "last.pt", {"step": torch.tensor(1)})
@@ -327,11 +327,11 @@ def test_run_files_get_the_umasks_mode(tiny_run: Path) -> None:
 @pytest.mark.parametrize("from_proc", [True, False])
 def test_written_files_follow_another_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             from_proc: bool) -> None:
-    import imgcls.files
-    from imgcls.files import write_text
+    import imgcls.utils.files
+    from imgcls.utils.files import write_text
 
     if not from_proc:  # the portable fallback
-        monkeypatch.setattr(imgcls.files, "_umask_from_proc", lambda: None)
+        monkeypatch.setattr(imgcls.utils.files, "_umask_from_proc", lambda: None)
     previous = os.umask(0o027)
     try:
         write_text(tmp_path / "a.txt", "x")
@@ -353,7 +353,7 @@ def test_formula_cells_are_escaped_numbers_are_not() -> None:
 
 
 def test_safe_cell_keeps_numbers() -> None:
-    from imgcls.csv_safe import safe_cell
+    from imgcls.utils.csv_safe import safe_cell
 
     for number in ("-0.5", "+1e-3", "-inf", "3", -0.5, 2):
         assert safe_cell(number) == number

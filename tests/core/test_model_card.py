@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import save_file
 
 import imgcls
-from imgcls.artifact import METADATA_KEY, read_card
 from imgcls.errors import UserError
-from imgcls.model_card import FORMAT_VERSION, ModelCard
+from imgcls.modelfile.artifact import METADATA_KEY, read_card
+from imgcls.modelfile.card import FORMAT_VERSION, ModelCard
+from imgcls.modelfile.rundir import RunDir, resolve_model_path
 from imgcls.models import create_model
-from imgcls.rundir import RunDir, resolve_model_path
 
 # A header exactly as imgcls wrote it before the card was typed (format 1).
 FORMAT_1_HEADER = {

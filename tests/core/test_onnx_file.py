@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from imgcls.backends.onnx_file import uniform_pools_as_avgpool
+from imgcls.export.onnx_file import uniform_pools_as_avgpool
 
 
 @pytest.mark.parametrize(("size", "out"),

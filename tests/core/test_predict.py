@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 import imgcls
-from imgcls.artifact import save_model
 from imgcls.cli import main
 from imgcls.data.sources import load_source
-from imgcls.model_card import ModelCard
+from imgcls.modelfile.artifact import save_model
+from imgcls.modelfile.card import ModelCard
 from imgcls.models import create_model
 
 

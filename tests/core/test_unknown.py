@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from trustfiles import rejecting_all, with_trust
 
-from imgcls.artifact import build_network, read_card, read_weights
 from imgcls.cli import main
 from imgcls.data.normalize import Normalizer
 from imgcls.data.sources import load_source
-from imgcls.export import export_model
-from imgcls.onnx_predict import OnnxPredictor
-from imgcls.predict import Predictor
+from imgcls.export.writers import export_model
+from imgcls.modelfile.artifact import build_network, read_card, read_weights
+from imgcls.predict.onnx_predictor import OnnxPredictor
+from imgcls.predict.predictor import Predictor
 from imgcls.serve import ServeSettings, create_app
 
 

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 import imgcls
-from imgcls.artifact import read_weights
+from imgcls.modelfile.artifact import read_weights
 
 from imagefolder import write_folder
 

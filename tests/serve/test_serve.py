@@ -76,7 +76,7 @@ def test_tritonclient_bytes_and_fp32(server: str, digits_run: Path,
                                      digit_files: list[Path]) -> None:
     import tritonclient.http as triton
 
-    from imgcls.predict import Predictor
+    from imgcls.predict.predictor import Predictor
 
     predictor = Predictor(digits_run, device="cpu")
     expected = [p.label for p in predictor.predict(digit_files)]

@@ -126,7 +126,7 @@ def test_an_onnx_model_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_serve_onnx_with_explain_is_one_line(digits_run: Path, tmp_path: Path, started: list,
                                              capsys: pytest.CaptureFixture) -> None:
-    from imgcls.export import export_model
+    from imgcls.export.writers import export_model
 
     exported = export_model(digits_run, "onnx", tmp_path / "digits.onnx")
     assert main(["serve", str(exported), "--explain"]) == 2

@@ -18,7 +18,7 @@ from test_serve import serve_parser
 from test_serve_errors import png_bytes, png_claiming
 
 from imgcls.data.decode import DecodeBudget, _wide_to_luminance, decode_file, torchvision_jpeg
-from imgcls.predict import Predictor
+from imgcls.predict.predictor import Predictor
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
 

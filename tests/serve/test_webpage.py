@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from imgcls.data.sources import load_source
-from imgcls.predict import Predictor
+from imgcls.predict.predictor import Predictor
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
 

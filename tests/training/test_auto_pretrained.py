@@ -17,9 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 import imgcls
-from imgcls.artifact import read_card
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
+from imgcls.modelfile.artifact import read_card
 from imgcls.models.weights_file import file_sha256
 from imgcls.runtime import RuntimeChoice
 from imgcls.training import auto_pretrained
@@ -134,7 +134,7 @@ def test_auto_on_photos_fine_tunes_the_cached_weights(tmp_path: Path, torch_home
     card = read_card(run / "model.safetensors")
     # ImageNet's normalization, not the photos' own statistics.
     assert card.normalization["mean"] == pytest.approx([0.485, 0.456, 0.406])
-    trained = imgcls.artifact.read_weights(run / "model.safetensors")
+    trained = imgcls.modelfile.artifact.read_weights(run / "model.safetensors")
     # Fine-tuned: every layer moved, the first the least (lr/100), from the file's weights.
     first = (trained["features.0.0.weight"] - source["features.0.0.weight"]).abs().max()
     assert 0 < first < 1e-2

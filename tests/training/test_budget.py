@@ -148,7 +148,8 @@ def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(tmp_path) -> None:
 
 def test_threads_default_follows_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
     # A run pinned to one core (taskset, a cpuset) must not start one thread per host core.
-    from imgcls import cpus, runtime
+    from imgcls import runtime
+    from imgcls.utils import cpus
 
     before = torch.get_num_threads()
     monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0}, raising=False)

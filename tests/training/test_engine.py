@@ -16,12 +16,12 @@ import pytest
 import torch
 
 import imgcls
-from imgcls.artifact import read_weights
 from imgcls.config import TrainConfig
-from imgcls.files import atomic_path
+from imgcls.modelfile.artifact import read_weights
 from imgcls.training.early_stop import BestTracker
 from imgcls.training.schedule import lr_multiplier
 from imgcls.training.state import load_state, save_state
+from imgcls.utils.files import atomic_path
 
 # A small, exactly repeatable run: fp32, deterministic kernels, fixed threads.
 EXACT = {"model": "lenet5", "precision": "fp32", "deterministic": True, "threads": 1,

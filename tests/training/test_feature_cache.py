@@ -16,10 +16,10 @@ from torch import nn
 import imgcls
 import imgcls.training.components as training_components
 import imgcls.training.feature_cache as feature_cache
-from imgcls.artifact import read_weights
 from imgcls.cli import main
 from imgcls.config import TrainConfig
 from imgcls.data.augment import build_augment, preset
+from imgcls.modelfile.artifact import read_weights
 from imgcls.models import create_model
 from imgcls.models.pretrained import dropout_before_head
 

@@ -22,11 +22,11 @@ import pytest
 import torch
 from webapp_page import app_page, classify, needs_chromium
 
-from imgcls.artifact import save_model
 from imgcls.cli.serve import main as serve_main
 from imgcls.data.sources import load_source
 from imgcls.data.split import split_image_set
-from imgcls.model_card import Architecture, DataRecord, InputShape, ModelCard, RuntimeRecord
+from imgcls.modelfile.artifact import save_model
+from imgcls.modelfile.card import Architecture, DataRecord, InputShape, ModelCard, RuntimeRecord
 from imgcls.models import create_model
 from imgcls.webapp import build_web_app
 from imgcls.webapp.latency import measure_latency

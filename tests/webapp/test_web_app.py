@@ -22,7 +22,7 @@ from trustfiles import rejecting_all
 from webapp_page import INSTALLED, PHONE, READY, Watch, app_page, classify, needs_chromium
 
 from imgcls.data.sources import load_source
-from imgcls.predict import Predictor
+from imgcls.predict.predictor import Predictor
 from imgcls.serve import ServeSettings, create_app
 from imgcls.serve.live import running
 from imgcls.webapp.runtime import vendor_record

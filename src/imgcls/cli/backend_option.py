@@ -1,11 +1,11 @@
-"""`--backend` for predict, eval and serve: how a model.safetensors is run (imgcls.backends)."""
+"""`--backend` for predict, eval and serve: how a model.safetensors runs (predict/backends)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-# The names imgcls.backends.BACKENDS holds, spelled here so that building the parser does
+# The names imgcls.predict.backends.BACKENDS holds, spelled here so that building the parser does
 # not import torch and onnx (tests/test_backends.py checks the two agree).
 BACKEND_CHOICES = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
 BACKEND_HELP = ("how the model runs: torch (eager, as trained), torch-folded (BatchNorm folded "

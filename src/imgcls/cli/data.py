@@ -54,7 +54,7 @@ def _add_check(data_verbs: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> int:
     from imgcls.data.doctor import display, print_report, scan
     from imgcls.data.quarantine import files_to_quarantine, quarantine
-    from imgcls.files import write_json
+    from imgcls.utils.files import write_json
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1; got {args.workers}")
@@ -165,7 +165,7 @@ def _add_split(data_verbs: argparse._SubParsersAction) -> None:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from imgcls.files import write_json
+    from imgcls.utils.files import write_json
 
     image_set, split = _load_and_split(args)
     write_json(args.output, split.to_json(image_set))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from imgcls.errors import UserError
-from imgcls.extras import require
+from imgcls.utils.extras import require
 
 
 def add_commands(data_verbs: argparse._SubParsersAction) -> None:

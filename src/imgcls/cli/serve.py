@@ -18,8 +18,8 @@ from typing import Any
 from imgcls.cli.backend_option import add_backend_option, add_quantize_options
 from imgcls.cli.parsing import Parser, add_verbs, run
 from imgcls.errors import UserError
-from imgcls.extras import require
 from imgcls.serve.settings import ServeSettings  # a plain dataclass: no [serve] extra needed
+from imgcls.utils.extras import require
 
 _DEFAULTS = ServeSettings()
 _YES, _NO = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
@@ -107,7 +107,7 @@ def pixel_count(text: str | int) -> int:
 
 def reject_below(text: str | float) -> float | str:
     """`card`, `off` or a familiarity (argparse reports the ValueError)."""
-    from imgcls.prediction import parse_reject_below
+    from imgcls.predict.prediction import parse_reject_below
 
     return parse_reject_below(text)
 
@@ -178,7 +178,7 @@ def _yes(value: str, name: str) -> bool:
 
 
 def _add_export(verbs: argparse._SubParsersAction) -> None:
-    from imgcls.export_formats import FORMATS  # not imgcls.export: that imports torch
+    from imgcls.export.formats import FORMATS  # not imgcls.export.writers: that imports torch
 
     command = verbs.add_parser("export", help="write a model file as ONNX or TorchScript")
     command.set_defaults(handler=_export)
@@ -207,16 +207,16 @@ def _export(args: argparse.Namespace) -> int:
         return export_web(args)
     if args.quantize == "int8":
         require("imgcls export --quantize int8", "serve", "onnx", "onnxruntime")
-        from imgcls.backends.int8_export import export_int8_command
+        from imgcls.evaluation.int8_export import export_int8_command
 
         return export_int8_command(args)
     if args.format == "onnx":  # the torch exporter writes through onnx and onnxscript
         needed = ("onnx", "onnxscript", *(("onnxruntime",) if args.check_samples > 0 else ()))
         require("imgcls export --format onnx", "serve", *needed)
-    from imgcls.artifact import read_card
     from imgcls.data.builtin import builtin_name
-    from imgcls.export import export_model, parity_images
-    from imgcls.export_parity import check_parity
+    from imgcls.export.writers import export_model, parity_images
+    from imgcls.modelfile.artifact import read_card
+    from imgcls.predict.parity import check_parity
 
     written = export_model(args.model, args.format, args.output)
     print(f"exported {args.format} to {written}")

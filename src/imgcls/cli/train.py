@@ -16,8 +16,8 @@ from rich.table import Table
 
 from imgcls.cli.backend_option import add_backend_option
 from imgcls.cli.options import add_train_options, comma_list, config_from_args, given_settings
-from imgcls.csv_safe import safe_row
 from imgcls.errors import UserError
+from imgcls.utils.csv_safe import safe_row
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm"}
@@ -81,8 +81,8 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from imgcls.evaluation.evaluate import evaluate_predictions, write_eval_report
-    from imgcls.files import write_json
-    from imgcls.rundir import RunDir
+    from imgcls.modelfile.rundir import RunDir
+    from imgcls.utils.files import write_json
 
     evaluation = evaluate_predictions(args.model, args.data, split=args.split,
                                       data_dir=args.data_dir, backend=args.backend)
@@ -164,7 +164,7 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
                               "familiarity is below this; card (default): the threshold the "
                               "model file was fitted with; off: never")
     # auto: a few images run the export training cached, without importing torch (cold
-    # start 0.3 s, not 7); more are timed once per machine (backends/cached_onnx.py).
+    # start 0.3 s, not 7); more are timed once per machine (predict/backends/cached_onnx.py).
     add_backend_option(command, default="auto")
 
 
@@ -183,7 +183,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _reject_below(value: str) -> float | str:
-    from imgcls.prediction import parse_reject_below
+    from imgcls.predict.prediction import parse_reject_below
 
     try:
         return parse_reject_below(value)
@@ -193,10 +193,10 @@ def _reject_below(value: str) -> float | str:
 
 def _open_predictor(model: str, backend: str, images: int) -> Any:
     """An .onnx file, or a model file whose cached ONNX export --backend onnx or auto would
-    run (backends/cached_onnx.py), runs without torch (onnx_predict.py): no second of
+    run (backends/cached_onnx.py), runs without torch (onnx_predictor.py): no second of
     importing it. Anything else opens the torch Predictor, which builds that cache."""
-    from imgcls.cpus import usable_cpus
-    from imgcls.onnx_predict import OnnxPredictor, is_onnx, open_cached_export
+    from imgcls.predict.onnx_predictor import OnnxPredictor, is_onnx, open_cached_export
+    from imgcls.utils.cpus import usable_cpus
 
     if is_onnx(model) and backend in ("torch", "auto", "onnx"):
         return OnnxPredictor(model)
@@ -206,7 +206,7 @@ def _open_predictor(model: str, backend: str, images: int) -> Any:
                                                      file=sys.stderr))
     if cached is not None:
         return cached
-    from imgcls.predict import Predictor
+    from imgcls.predict.predictor import Predictor
 
     return Predictor(model, backend=backend)  # explains what an .onnx file cannot run under
 

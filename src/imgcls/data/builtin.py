@@ -17,7 +17,7 @@ from imgcls.data.decode import decode_arrays
 from imgcls.data.idx import read_idx
 from imgcls.data.imageset import ImageSet
 from imgcls.errors import UserError
-from imgcls.paths import cache_dir
+from imgcls.utils.paths import cache_dir
 
 # (channels, size) each built-in set is stored at.
 NATIVE_FORMATS: dict[str, tuple[int, int]] = {

@@ -27,8 +27,8 @@ import torch
 
 from imgcls.data.file_index import FileIndex
 from imgcls.data.imageset import ImageSet
-from imgcls.files import atomic_path, write_json
-from imgcls.paths import cache_dir
+from imgcls.utils.files import atomic_path, write_json
+from imgcls.utils.paths import cache_dir
 
 # Part of every key: bump it whenever decoding changes pixels (resampling, colour, EXIF), so
 # entries written by older code are not reused.

@@ -34,7 +34,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from imgcls.cpus import usable_cpus
 from imgcls.data import pixels
 from imgcls.data.pixels import (  # the torch-free part; imported from here as before
     BadImageError,
@@ -45,6 +44,7 @@ from imgcls.data.pixels import (  # the torch-free part; imported from here as b
     to_uint8_array,
 )
 from imgcls.data.pixels import wide_to_luminance as _wide_to_luminance  # noqa: F401 (tests)
+from imgcls.utils.cpus import usable_cpus
 
 __all__ = ["BadImageError", "DecodeBudget", "ImageTooLarge", "decode_arrays", "decode_file",
            "decode_files", "load_budgeted", "open_image", "to_uint8_chw", "torchvision_jpeg",

@@ -18,7 +18,7 @@ from typing import Any
 
 from imgcls.data.doctor import display
 from imgcls.errors import UserError
-from imgcls.files import write_json
+from imgcls.utils.files import write_json
 
 MANIFEST_NAME = "manifest.json"
 VERSION = 2

@@ -16,9 +16,9 @@ from imgcls.data.split import split_from_json, split_image_set
 from imgcls.errors import UserError
 from imgcls.evaluation.metrics import compute_metrics
 from imgcls.evaluation.trust import answered_trust, without_temperature
-from imgcls.model_card import ModelCard
-from imgcls.predict import Predictor
-from imgcls.rundir import RunDir
+from imgcls.modelfile.card import ModelCard
+from imgcls.modelfile.rundir import RunDir
+from imgcls.predict.predictor import Predictor
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -39,7 +39,7 @@ def evaluate(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """metrics.json's schema plus `split` and `data`. split None: test for the data the model
-    was trained on, all of it for any other data. `backend`: see imgcls.backends."""
+    was trained on, all of it for any other data. `backend`: see imgcls.predict.backends."""
     return evaluate_predictions(model_path, data, split=split, data_dir=data_dir,
                                 backend=backend).metrics
 
@@ -77,7 +77,7 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
     model file's torch network (whatever backend predicted); an .onnx file has none."""
     from imgcls.evaluation.explain import load_explainer
     from imgcls.evaluation.report import count_per_split, load_history, write_report
-    from imgcls.onnx_predict import is_onnx
+    from imgcls.predict.onnx_predictor import is_onnx
 
     metrics = evaluation.metrics
     explainer = None if is_onnx(model_path) else load_explainer(model_path)[0]

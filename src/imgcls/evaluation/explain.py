@@ -34,9 +34,9 @@ from torch import Tensor, nn
 
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.inference import predict_probabilities
-from imgcls.model_card import ModelCard
+from imgcls.modelfile.card import ModelCard
 from imgcls.models.flip_tta import plain_forward
+from imgcls.predict.inference import predict_probabilities
 
 COLORMAP = "jet"  # Grad-CAM's customary one: blue cold, red hot
 OVERLAY_ALPHA = 0.45  # the heat map's weight over the image
@@ -113,8 +113,8 @@ class Explainer:
 def load_explainer(path: str | Path, device: str | None = None) -> tuple[Explainer, ModelCard]:
     """The explainer of a model file (or run directory) and its card; `device` None: CUDA
     when present, else the CPU. An exported .onnx file is refused (UserError)."""
-    from imgcls.artifact import load_model
-    from imgcls.onnx_predict import is_onnx
+    from imgcls.modelfile.artifact import load_model
+    from imgcls.predict.onnx_predictor import is_onnx
 
     if is_onnx(path):
         raise UserError(f"{path} is an ONNX export; Grad-CAM needs the torch network's "

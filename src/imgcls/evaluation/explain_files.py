@@ -18,8 +18,8 @@ from imgcls.data.decode import try_decode_file
 from imgcls.data.file_index import IMAGE_EXTENSIONS
 from imgcls.errors import UserError
 from imgcls.evaluation.explain import BATCH_IMAGES, Explainer, load_explainer, overlay_png
-from imgcls.files import atomic_path, write_json
-from imgcls.model_card import ModelCard
+from imgcls.modelfile.card import ModelCard
+from imgcls.utils.files import atomic_path, write_json
 
 INDEX_FILE = "explanations.json"
 

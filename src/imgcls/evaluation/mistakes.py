@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgcls.csv_safe import safe_row
+from imgcls.utils.csv_safe import safe_row
 
 # Floor on p(true) before the log: a probability of exactly 0 would give an infinite loss.
 _MIN_PROBABILITY = 1e-12

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcls.artifact import build_network, model_file, read_card, read_weights, save_model
 from imgcls.data.normalize import Normalizer
 from imgcls.data.sources import load_source
 from imgcls.errors import UserError
 from imgcls.evaluation.evaluate import model_labels, split_indices
 from imgcls.evaluation.trust import DEFAULT_KEEP, fit_trust
-from imgcls.inference import predict_logits
-from imgcls.model_card import TrustRecord
+from imgcls.modelfile.artifact import build_network, model_file, read_card, read_weights, save_model
+from imgcls.modelfile.card import TrustRecord
+from imgcls.predict.inference import predict_logits
 
 
 def calibrate_model_file(model_path: str | Path, *, data: str | None = None,

@@ -33,8 +33,8 @@ from imgcls.evaluation.mistakes import (
     list_mistakes,
     mistakes_csv,
 )
-from imgcls.files import atomic_path, write_text
-from imgcls.rundir import RunDir
+from imgcls.modelfile.rundir import RunDir
+from imgcls.utils.files import atomic_path, write_text
 
 MAX_MISTAKES = 24  # images in the mistakes grid (mistakes.csv lists them all)
 MAX_PAIRS = 6  # confused class pairs shown

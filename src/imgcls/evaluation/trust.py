@@ -28,7 +28,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 from imgcls.evaluation.calibration import expected_calibration_error
-from imgcls.model_card import TrustRecord
+from imgcls.modelfile.card import TrustRecord
 
 DEFAULT_KEEP = 0.95  # the share of in-distribution images the threshold keeps
 SCORE = "energy"

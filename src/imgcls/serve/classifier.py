@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from PIL import Image
 
-from imgcls.cpus import usable_cpus
 from imgcls.data.pixels import DecodeBudget, UndraftedJpeg
-from imgcls.model_card import ModelCard
-from imgcls.onnx_predict import OnnxPredictor, is_onnx, open_cached_export
+from imgcls.modelfile.card import ModelCard
+from imgcls.predict.onnx_predictor import OnnxPredictor, is_onnx, open_cached_export
 from imgcls.serve.settings import ServeSettings
+from imgcls.utils.cpus import usable_cpus
 
 _log = logging.getLogger("imgcls.serve")
 
 if TYPE_CHECKING:
-    from imgcls.predict import Predictor
+    from imgcls.predict.predictor import Predictor
 
 
 class Classifier(Protocol):
@@ -101,7 +101,7 @@ def open_classifier(model_path: str | Path, settings: ServeSettings) -> Classifi
             return cached
     import torch
 
-    from imgcls.predict import Predictor
+    from imgcls.predict.predictor import Predictor
 
     if settings.threads:
         torch.set_num_threads(settings.threads)

@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image
 from starlette.requests import Request
 
-from imgcls.cpus import usable_cpus
 from imgcls.data.pixels import BadImageError, DecodeBudget, ImageTooLarge, load_budgeted
 from imgcls.serve.errors import ApiError
+from imgcls.utils.cpus import usable_cpus
 
 if TYPE_CHECKING:  # service.py imports this module
     from imgcls.serve.classifier import Classifier

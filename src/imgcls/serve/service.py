@@ -15,13 +15,13 @@ import numpy as np
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from imgcls.prediction import (
+from imgcls.modelfile.rundir import resolve_model_path
+from imgcls.predict.prediction import (
     Prediction,
     answer,
     parse_reject_below,
     rejection_threshold,
 )
-from imgcls.rundir import resolve_model_path
 from imgcls.serve.batching import Batcher, BatchFailed, Overloaded, WorkerStopped
 from imgcls.serve.classifier import open_classifier
 from imgcls.serve.decoding import decode_upload

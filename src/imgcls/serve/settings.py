@@ -32,7 +32,7 @@ class ServeSettings:
     model_name: str | None = None  # name in URLs and answers; default from the file name
     device: str | None = None  # cpu, cuda, cuda:1; default CUDA when present
     threads: int | None = None  # torch / onnxruntime threads; default: all cores
-    backend: str = "torch"  # imgcls.backends; auto times them at batch 1 and max_batch
+    backend: str = "torch"  # imgcls.predict.backends; auto times them at batch 1 and max_batch
     # Familiarity under which an answer is "unknown": "card" (the model file's threshold),
     # "off", or a number; a request's ?reject_below= overrides it (prediction.py).
     reject_below: float | str = "card"

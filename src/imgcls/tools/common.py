@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgcls.csv_safe import safe_values
 from imgcls.errors import UserError
-from imgcls.files import atomic_path
+from imgcls.utils.csv_safe import safe_values
+from imgcls.utils.files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -17,12 +17,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from imgcls.artifact import build_network, read_card
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.files import write_text
+from imgcls.modelfile.artifact import build_network, read_card
+from imgcls.modelfile.rundir import RunDir
 from imgcls.models import count_parameters, mflops
-from imgcls.rundir import RunDir
 from imgcls.tools.common import (
     check_model_names,
     csv_text,
@@ -32,6 +31,7 @@ from imgcls.tools.common import (
 )
 from imgcls.training.components import prepare_data
 from imgcls.training.trainer import train
+from imgcls.utils.files import write_text
 
 
 @dataclass

@@ -20,9 +20,9 @@ from torch import nn
 
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.files import write_json, write_text
 from imgcls.tools.common import csv_text, new_figure, save_figure
 from imgcls.training.components import Components, build_components
+from imgcls.utils.files import write_json, write_text
 
 # Weight of the past in the loss's moving average. fastai's 0.98 averages over ~50 steps,
 # half of a 100-step test, and so drags the curve (and the suggestion) toward larger rates;

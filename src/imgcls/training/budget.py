@@ -27,7 +27,7 @@ EPOCH_OVERHEAD_S = 0.5
 # The final report (charts, mistakes) after the test evaluation: measured 3.1-3.4 s on a
 # 2-core CPU for 10 classes and 10,000 test images.
 REPORT_S = 3.0
-# The ONNX export a finished run caches for fast prediction (backends/prepare.py), after
+# The ONNX export a finished run caches for fast prediction (predict/backends/prepare.py), after
 # metrics.json: 0.6 s for lenet5 and vgg_small at 28-32 px on one AVX512 core, with the imports.
 EXPORT_S = 1.5
 # Re-plan when the projected end is off the deadline by more than this fraction of the budget.

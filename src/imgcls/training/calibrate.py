@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from imgcls.backends.onnx_file import export_available
-from imgcls.inference import predict_probabilities
+from imgcls.export.onnx_file import export_available
+from imgcls.predict.inference import predict_probabilities
 from imgcls.training.budget import EXPORT_S, REPORT_S, Costs
 from imgcls.training.optim import build_optimizer
 from imgcls.training.run import Run, batch_order, epoch_batches

@@ -15,17 +15,16 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from imgcls.artifact import read_card, read_weights
 from imgcls.config import TrainConfig
-from imgcls.cpus import usable_cpus
 from imgcls.data.label_fixes import LabelFixes, read_fixes
 from imgcls.data.normalize import Normalizer, compute_stats
 from imgcls.data.sources import ImageSet, load_source
 from imgcls.data.split import Split, split_from_json, split_image_set
 from imgcls.data.stream import StreamingImageSet
 from imgcls.errors import UserError
-from imgcls.files import write_json, write_text
-from imgcls.model_card import Architecture
+from imgcls.modelfile.artifact import read_card, read_weights
+from imgcls.modelfile.card import Architecture
+from imgcls.modelfile.rundir import RunDir
 from imgcls.models import (
     create_model,
     freeze_backbone,
@@ -35,7 +34,6 @@ from imgcls.models import (
 )
 from imgcls.models.layers import is_small_input
 from imgcls.recipes import default_recipe, load_recipe
-from imgcls.rundir import RunDir
 from imgcls.runtime import (
     RuntimeChoice,
     pick_device,
@@ -55,6 +53,8 @@ from imgcls.training.head_first import (
     imagenet_stats,
 )
 from imgcls.training.optim import build_optimizer
+from imgcls.utils.cpus import usable_cpus
+from imgcls.utils.files import write_json, write_text
 
 # Normalization statistics of a streamed train split come from this many of its images.
 STATS_SAMPLE = 5000

@@ -25,9 +25,9 @@ from torch import nn
 
 from imgcls.config import AUGMENT_FLAGS, TrainConfig
 from imgcls.data.stream import default_cache_limit
+from imgcls.modelfile.rundir import RunDir
 from imgcls.models import get_spec
 from imgcls.models.pretrained import dropout_before_head, train_head_only
-from imgcls.rundir import RunDir
 from imgcls.runtime import autocast
 
 if TYPE_CHECKING:  # run.py imports this module: the type is for annotations only

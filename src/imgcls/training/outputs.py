@@ -10,13 +10,10 @@ from typing import Any
 
 import torch
 
-from imgcls.artifact import save_model
-from imgcls.csv_safe import safe_row
 from imgcls.evaluation.metrics import compute_metrics
 from imgcls.evaluation.trust import calibrated, fit_trust, trust_metrics
-from imgcls.files import write_json, write_text
-from imgcls.inference import predict_logits
-from imgcls.model_card import (
+from imgcls.modelfile.artifact import save_model
+from imgcls.modelfile.card import (
     DataRecord,
     InputShape,
     ModelCard,
@@ -24,8 +21,11 @@ from imgcls.model_card import (
     TrainingRecord,
     TrustRecord,
 )
-from imgcls.rundir import RunDir
+from imgcls.modelfile.rundir import RunDir
+from imgcls.predict.inference import predict_logits
 from imgcls.training.run import Run
+from imgcls.utils.csv_safe import safe_row
+from imgcls.utils.files import write_json, write_text
 
 # The metrics copied into the model file's header (the full set is in metrics.json).
 HEADER_METRICS = (

@@ -12,13 +12,13 @@ from rich.console import Console
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from imgcls.artifact import read_weights
 from imgcls.config import TrainConfig
 from imgcls.data.augment import build_augment, preset
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.model_card import Architecture
-from imgcls.rundir import RunDir
+from imgcls.modelfile.artifact import read_weights
+from imgcls.modelfile.card import Architecture
+from imgcls.modelfile.rundir import RunDir
 from imgcls.runtime import RuntimeChoice, seed_everything
 from imgcls.training.budget import Budget
 from imgcls.training.components import (

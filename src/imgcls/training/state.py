@@ -24,7 +24,7 @@ import torch
 
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.files import atomic_path
+from imgcls.utils.files import atomic_path
 
 # Settings a resumed run may change without invalidating last.pt: how long and where it
 # trains, on which machine and how fast; never what the network, data split or optimizer are.

@@ -30,13 +30,12 @@ from rich.progress import (
 from sklearn.metrics import f1_score
 from torch import nn
 
-from imgcls.backends.prepare import cache_fp32_export
 from imgcls.config import TrainConfig
 from imgcls.data.augment import augment_batch
 from imgcls.errors import UserError
-from imgcls.files import append_line, write_text
-from imgcls.inference import predict_probabilities
-from imgcls.rundir import RunDir, prepare_run_dir
+from imgcls.modelfile.rundir import RunDir, prepare_run_dir
+from imgcls.predict.backends.prepare import cache_fp32_export
+from imgcls.predict.inference import predict_probabilities
 from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
 from imgcls.training.components import report_skipped, resolve_init_from
@@ -58,6 +57,7 @@ from imgcls.training.run import (
     epoch_batches,
 )
 from imgcls.training.state import load_state, save_state
+from imgcls.utils.files import append_line, write_text
 
 
 def train(

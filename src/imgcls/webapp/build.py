@@ -63,7 +63,7 @@ def web_app_files(model_path: str | Path, *, name: str | None = None,
 
 def onnx_bytes(model_path: str | Path) -> bytes:
     """The model as ONNX: an .onnx file as it is, anything else exported (export.py)."""
-    from imgcls.export import export_model
+    from imgcls.export.writers import export_model
 
     path = Path(model_path)
     if path.suffix.lower() == ".onnx":
@@ -115,7 +115,7 @@ def model_info(metadata: dict[str, Any], title: str, outputs: list[str] | None =
     """model.json: everything the page needs to feed the model and label its answer. With a
     trust record and a `familiarity` output, the page answers `unknown` below `threshold`
     (prediction.py's rule); otherwise both are null and it answers as it always did."""
-    from imgcls.export import FAMILIARITY_NAME, INPUT_NAME, OUTPUT_NAME
+    from imgcls.export.writers import FAMILIARITY_NAME, INPUT_NAME, OUTPUT_NAME
 
     trust = metadata.get("trust") or {}
     familiarity = FAMILIARITY_NAME if FAMILIARITY_NAME in (outputs or []) and trust else None

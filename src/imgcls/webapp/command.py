@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from imgcls.backends.int8_export import EXIT_REFUSED
+from imgcls.evaluation.int8_export import EXIT_REFUSED
 from imgcls.webapp.build import INFO_FILE, MODEL_FILE, build_web_app
 from imgcls.webapp.latency import measure_latency
 from imgcls.webapp.runtime import RUNTIME_FOLDER
@@ -63,7 +63,7 @@ def describe_size(folder: Path) -> str:
 
 def _check_model(model_path: str | Path, folder: Path, samples: int) -> int:
     """The app's model.onnx against the model file, on seeded random images."""
-    from imgcls.export_parity import check_parity
+    from imgcls.predict.parity import check_parity
 
     shape = json.loads((folder / INFO_FILE).read_text("utf-8"))["input"]
     generator = torch.Generator().manual_seed(0)

@@ -1,5 +1,5 @@
 """Which model the phone app ships: the int8 model where `imgcls export --quantize int8`'s own
-check passes (backends/int8_export.py: calibrated on the training split, compared with fp32
+check passes (evaluation/int8_export.py: calibrated on the training split, compared with fp32
 on the test split), else fp32. int8 is about a quarter of fp32's bytes, and bytes are what a
 phone downloads and caches; the check is what keeps its answers fp32's.
 
@@ -43,9 +43,9 @@ def cached_fp32(model_path: str | Path) -> Path | None:
     """The fp32 export the backends cache beside the model (the one int8 is quantized from):
     written once, in a fraction of torch's dynamo export time. None where no cache folder is
     writable: then the app exports the model itself."""
-    from imgcls.artifact import model_file
-    from imgcls.backends.cache import cache_for
-    from imgcls.backends.choose import fp32_onnx
+    from imgcls.export.cache import cache_for
+    from imgcls.modelfile.artifact import model_file
+    from imgcls.predict.backends.choose import fp32_onnx
 
     file = model_file(model_path)
     try:
@@ -55,7 +55,7 @@ def cached_fp32(model_path: str | Path) -> Path | None:
 
 
 def _checked_int8(args: argparse.Namespace) -> ShippedModel:
-    from imgcls.backends.int8_export import export_int8, refusal
+    from imgcls.evaluation.int8_export import export_int8, refusal
 
     try:
         check, written = export_int8(args.model, data=args.check_data, data_dir=args.data_dir,

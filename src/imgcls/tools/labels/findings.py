@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.csv_safe import safe_row
 from imgcls.data.label_fixes import item_names
-from imgcls.files import write_text
 from imgcls.tools.labels.folds import OutOfFold
+from imgcls.utils.csv_safe import safe_row
+from imgcls.utils.files import write_text
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from imgcls.data.label_fixes import read_fixes
 from imgcls.data.sources import load_source
 from imgcls.data.split import groups_from_pattern, split_from_parts, split_image_set
 from imgcls.errors import UserError
-from imgcls.files import atomic_path, write_json
+from imgcls.utils.files import atomic_path, write_json
 
 FOLD_VAL = 0.1  # of each fold's training items, to pick its best epoch
 # Without --time-budget: this many seconds per image trained on, over all folds, within

@@ -10,8 +10,8 @@ import torch
 
 from imgcls.evaluation import charts
 from imgcls.evaluation.report import data_uri
-from imgcls.files import write_text
 from imgcls.tools.labels.findings import LabelFindings
+from imgcls.utils.files import write_text
 
 THUMBS_PER_GROUP = 48  # a group of thousands would make a page no browser opens quickly
 

@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgcls.csv_safe import safe_row
 from imgcls.data.file_index import IMAGE_EXTENSIONS
 from imgcls.errors import UserError
-from imgcls.files import write_text
+from imgcls.utils.csv_safe import safe_row
+from imgcls.utils.files import write_text
 
 CHUNK = 256  # images decoded and predicted at once
 

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from imgcls.config import TrainConfig
-from imgcls.files import write_text
 from imgcls.tools.common import csv_text, new_figure, save_figure
 from imgcls.tools.tune.space import SEARCHABLE
 from imgcls.tools.tune.storage import best_trial
+from imgcls.utils.files import write_text
 
 
 @dataclass

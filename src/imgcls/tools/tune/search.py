@@ -12,7 +12,6 @@ from rich.console import Console
 
 from imgcls.config import OPTIMIZERS, TrainConfig
 from imgcls.errors import UserError
-from imgcls.extras import require
 from imgcls.tools.common import check_model_names
 from imgcls.tools.tune.results import (
     TuneResult,
@@ -24,6 +23,7 @@ from imgcls.tools.tune.results import (
 from imgcls.tools.tune.space import PRUNERS, SEARCHABLE, TUNE_METRICS, SearchSpace
 from imgcls.tools.tune.storage import DEFAULT_STORAGE, best_trial, open_study, redacted
 from imgcls.tools.tune.trial import TrainFn, quiet_user_errors, run_trial, train_with_api
+from imgcls.utils.extras import require
 
 
 def tune(

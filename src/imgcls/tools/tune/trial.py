@@ -15,7 +15,7 @@ from typing import Any
 
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.rundir import RunDir
+from imgcls.modelfile.rundir import RunDir
 from imgcls.tools.common import first_line
 from imgcls.tools.tune.space import SearchSpace
 

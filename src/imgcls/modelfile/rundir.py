@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from imgcls.config import TrainConfig
 from imgcls.errors import UserError
-from imgcls.files import write_json
+from imgcls.utils.files import write_json
 
 RUNS_ROOT = Path("runs")
 RUN_MARKER = ".imgcls-run"

@@ -28,7 +28,7 @@ class Outputs(NamedTuple):
 
     @classmethod
     def from_numpy(cls, probabilities: Any, familiarity: Any | None) -> Outputs:
-        """An ONNX session's answer (onnx_runner.OnnxRunner.outputs); an export from before
+        """An ONNX session's answer (export.session.OnnxRunner.outputs); an export from before
         the familiarity output gives NaN there, which no threshold turns away."""
         count = len(probabilities)
         return cls(torch.from_numpy(probabilities),

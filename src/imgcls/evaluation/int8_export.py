@@ -13,22 +13,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcls.artifact import model_file, read_card
-from imgcls.backends.cache import cache_for
-from imgcls.backends.choose import fp32_onnx
-from imgcls.backends.int8_embedded import write_with_check
-from imgcls.backends.int8_record import (
+from imgcls.errors import UserError
+from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
+from imgcls.export.cache import cache_for
+from imgcls.export.int8_embedded import write_with_check
+from imgcls.export.int8_record import (
     MIN_AGREEMENT,
     CheckImages,
     Int8Check,
     write_check,
     write_check_images,
 )
-from imgcls.backends.onnx_backend import OnnxBackend
-from imgcls.backends.quantize import SCHEME, quantize_int8
-from imgcls.cpus import cpu_kind
-from imgcls.errors import UserError
-from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
+from imgcls.export.quantize import SCHEME, quantize_int8
+from imgcls.modelfile.artifact import model_file, read_card
+from imgcls.predict.backends.choose import fp32_onnx
+from imgcls.predict.backends.onnx_backend import OnnxBackend
+from imgcls.utils.cpus import cpu_kind
 
 CALIBRATION_IMAGES = 512  # from the training split, evenly spread over it
 CHECK_IMAGES = 512  # test images kept for a re-check on another CPU: about a second of int8

@@ -15,10 +15,10 @@ import zipfile
 
 import numpy as np
 
-from imgcls.backends.cache import BackendCache
-from imgcls.cpus import cpu_kind
 from imgcls.errors import UserError
-from imgcls.files import atomic_path, write_json
+from imgcls.export.cache import BackendCache
+from imgcls.utils.cpus import cpu_kind
+from imgcls.utils.files import atomic_path, write_json
 
 PARITY_TOLERANCE = 1e-4  # of probabilities against eager fp32 (int8 is checked on export)
 
@@ -42,7 +42,7 @@ def checked_here(cache: BackendCache, *, threads: int) -> bool:
             pixels, expected = stored["pixels"], stored["probabilities"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none, or damaged
         return False
-    from imgcls.onnx_runner import OnnxRunner
+    from imgcls.export.session import OnnxRunner
 
     try:
         answer = OnnxRunner(cache.path("fp32.onnx"), threads=threads).probabilities(pixels)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from imgcls.backends.cache import cache_for
-from imgcls.backends.onnx_file import export_available
 from imgcls.errors import UserError
+from imgcls.export.cache import cache_for
+from imgcls.export.onnx_file import export_available
 
 
 def cache_fp32_export(model_file: Path) -> str | None:
     """Export `model_file` into its cache; a line saying what happened (None: no extra)."""
     if not export_available():
         return None
-    from imgcls.predict import Predictor
+    from imgcls.predict.predictor import Predictor
 
     started = time.perf_counter()
     try:

@@ -16,20 +16,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgcls.backends.cached_onnx import cached_onnx
-from imgcls.backends.int8_embedded import refuse_if_untrusted
 from imgcls.data.pixels import BadImageError, DecodeBudget, decode_file, to_uint8_array
 from imgcls.errors import UserError
-from imgcls.model_card import ModelCard
-from imgcls.onnx_runner import OnnxRunner
-from imgcls.prediction import (
+from imgcls.export.int8_embedded import refuse_if_untrusted
+from imgcls.export.session import OnnxRunner
+from imgcls.modelfile.card import ModelCard
+from imgcls.modelfile.rundir import resolve_model_path
+from imgcls.predict.backends.cached_onnx import cached_onnx
+from imgcls.predict.prediction import (
     CARD,
     Prediction,
     answer,
     parse_reject_below,
     rejection_threshold,
 )
-from imgcls.rundir import resolve_model_path
 
 OnnxInput = str | Path | Image.Image
 

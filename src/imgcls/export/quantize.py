@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from imgcls.export import INPUT_NAME
-from imgcls.files import atomic_path
+from imgcls.export.writers import INPUT_NAME
+from imgcls.utils.files import atomic_path
 
 CALIBRATION_BATCH = 32
 # What the int8 check records, so a reader knows which quantization its numbers are for.

@@ -1,5 +1,5 @@
 """A backend that runs an ONNX file (fp32 or int8) from the backend cache under onnxruntime's
-CPU provider: the shared session (onnx_runner.py), with torch tensors at its edge."""
+CPU provider: the shared session (export/session.py), with torch tensors at its edge."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from imgcls.inference import Outputs
-from imgcls.onnx_runner import OnnxRunner
+from imgcls.export.session import OnnxRunner
+from imgcls.predict.inference import Outputs
 
 
 class OnnxBackend:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from imgcls.predict import OnnxModel, Predictor
+from imgcls.predict.predictor import OnnxModel, Predictor
 
 
 @dataclass

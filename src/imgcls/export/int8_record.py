@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from imgcls.files import atomic_path, write_json
+from imgcls.utils.files import atomic_path, write_json
 
 MIN_AGREEMENT = 0.98  # top-1 agreement with fp32 an int8 model needs by default
 

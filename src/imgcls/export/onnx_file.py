@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from imgcls.artifact import load_model
-from imgcls.export import (
+from imgcls.export.writers import (
     INPUT_NAME,
     ONNX_OUTPUTS,
     OPSET,
@@ -30,8 +29,9 @@ from imgcls.export import (
     export_model,
     export_note,
 )
-from imgcls.extras import available
-from imgcls.files import atomic_path
+from imgcls.modelfile.artifact import load_model
+from imgcls.utils.extras import available
+from imgcls.utils.files import atomic_path
 
 
 def export_available() -> bool:

@@ -18,11 +18,11 @@ __all__ = ["BACKENDS", "DEFAULT_BATCH_SIZES", "Backend", "BackendInputs", "open_
 
 def __getattr__(name: str) -> Any:
     if name in ("Backend", "BackendInputs"):
-        from imgcls.backends import base
+        from imgcls.predict.backends import base
 
         return getattr(base, name)
     if name in ("BACKENDS", "DEFAULT_BATCH_SIZES", "open_backend"):
-        from imgcls.backends import choose
+        from imgcls.predict.backends import choose
 
         return getattr(choose, name)
-    raise AttributeError(f"module 'imgcls.backends' has no attribute {name!r}")
+    raise AttributeError(f"module 'imgcls.predict.backends' has no attribute {name!r}")

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-from imgcls.backends.auto import TIMED_BATCH_CAP, AutoBackend, Factory
-from imgcls.backends.base import Backend, BackendInputs
-from imgcls.backends.cache import BackendCache, cache_for
-from imgcls.backends.export_check import PARITY_TOLERANCE, record_parity
-from imgcls.backends.int8_trust import int8_verdict
-from imgcls.backends.onnx_backend import OnnxBackend
-from imgcls.backends.onnx_file import export_available, write_fp32_onnx
-from imgcls.backends.timing import machine_key
-from imgcls.backends.torch_backends import EagerTorch, FoldedTorch, JitTorch
 from imgcls.errors import UserError
+from imgcls.export.cache import BackendCache, cache_for
+from imgcls.export.export_check import PARITY_TOLERANCE, record_parity
+from imgcls.export.int8_trust import int8_verdict
+from imgcls.export.onnx_file import export_available, write_fp32_onnx
+from imgcls.predict.backends.auto import TIMED_BATCH_CAP, AutoBackend, Factory
+from imgcls.predict.backends.base import Backend, BackendInputs
+from imgcls.predict.backends.onnx_backend import OnnxBackend
+from imgcls.predict.backends.timing import machine_key
+from imgcls.predict.backends.torch_backends import EagerTorch, FoldedTorch, JitTorch
 
 BACKENDS = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
 DEFAULT_BATCH_SIZES = (1, 256)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgcls.backends.cache import cache_for
-from imgcls.backends.export_check import checked_here
-from imgcls.backends.timing import fastest, machine_key, nearest, read_timings
+from imgcls.export.cache import cache_for
+from imgcls.export.export_check import checked_here
+from imgcls.predict.backends.timing import fastest, machine_key, nearest, read_timings
 
 # Untimed, onnxruntime runs predictions of up to this many images: at batch 1 it took 0.12-0.66
 # of eager torch's time on every network bench/inference.py measures (lenet5, vgg11_bn,

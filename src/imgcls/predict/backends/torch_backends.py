@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from imgcls.backends.base import BackendInputs
-from imgcls.inference import Outputs, predict_outputs
+from imgcls.predict.backends.base import BackendInputs
+from imgcls.predict.inference import Outputs, predict_outputs
 
 
 class EagerTorch:

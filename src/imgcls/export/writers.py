@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.artifact import load_model
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.export_formats import FORMATS, SUFFIXES
-from imgcls.model_card import ModelCard
-from imgcls.rundir import resolve_model_path
+from imgcls.export.formats import FORMATS, SUFFIXES
+from imgcls.modelfile.artifact import load_model
+from imgcls.modelfile.card import ModelCard
+from imgcls.modelfile.rundir import resolve_model_path
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME, FAMILIARITY_NAME = "pixels", "probabilities", "familiarity"

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from imgcls.data.normalize import Normalizer
-from imgcls.inference import Outputs
-from imgcls.model_card import ModelCard
+from imgcls.modelfile.card import ModelCard
+from imgcls.predict.inference import Outputs
 from imgcls.runtime import RuntimeChoice
 
 

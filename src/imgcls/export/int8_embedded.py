@@ -14,7 +14,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from imgcls.backends.int8_record import (
+from imgcls.errors import UserError
+from imgcls.export.int8_record import (
     CheckImages,
     Int8Check,
     check_from,
@@ -22,10 +23,9 @@ from imgcls.backends.int8_record import (
     read_check_images,
     rechecked,
 )
-from imgcls.cpus import cpu_kind
-from imgcls.errors import UserError
-from imgcls.files import atomic_path
-from imgcls.onnx_runner import OnnxRunner
+from imgcls.export.session import OnnxRunner
+from imgcls.utils.cpus import cpu_kind
+from imgcls.utils.files import atomic_path
 
 METADATA_KEY = "imgcls_int8"
 

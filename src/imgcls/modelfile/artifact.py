@@ -14,9 +14,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from imgcls.errors import UserError
-from imgcls.files import atomic_path
-from imgcls.model_card import ModelCard
-from imgcls.rundir import resolve_model_path
+from imgcls.modelfile.card import ModelCard
+from imgcls.modelfile.rundir import resolve_model_path
+from imgcls.utils.files import atomic_path
 from imgcls.version import __version__
 
 METADATA_KEY = "imgcls"

@@ -15,18 +15,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgcls.artifact import load_model, model_file
-from imgcls.backends import DEFAULT_BATCH_SIZES, Backend, BackendInputs, open_backend
-from imgcls.backends.int8_embedded import refuse_if_untrusted
 from imgcls.data.decode import BadImageError, DecodeBudget, decode_file, to_uint8_chw
 from imgcls.data.normalize import Normalizer
 from imgcls.errors import UserError
-from imgcls.inference import Outputs
-from imgcls.model_card import ModelCard
+from imgcls.export.int8_embedded import refuse_if_untrusted
+from imgcls.export.session import OnnxRunner
+from imgcls.modelfile.artifact import load_model, model_file
+from imgcls.modelfile.card import ModelCard
 from imgcls.models import get_spec
-from imgcls.onnx_predict import is_onnx
-from imgcls.onnx_runner import OnnxRunner
-from imgcls.prediction import (
+from imgcls.predict.backends import DEFAULT_BATCH_SIZES, Backend, BackendInputs, open_backend
+from imgcls.predict.inference import Outputs
+from imgcls.predict.onnx_predictor import is_onnx
+from imgcls.predict.prediction import (
     CARD,
     Prediction,
     answer,
@@ -39,7 +39,7 @@ ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
 class OnnxModel:
-    """An exported `.onnx` file under onnxruntime (onnx_runner.py), at torch's edge: uint8 or
+    """An exported `.onnx` file under onnxruntime (export/session.py), at torch's edge: uint8 or
     float tensors 0..255 in, probability tensors out."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
@@ -60,7 +60,7 @@ def prediction_request(card: ModelCard, device: str | None) -> Requested:
 
 
 class Predictor:
-    """`backend`: how a model.safetensors runs (imgcls.backends: torch, torch-folded,
+    """`backend`: how a model.safetensors runs (imgcls.predict.backends: torch, torch-folded,
     torch-jit, onnx, onnx-int8, or auto, timed at `batch_sizes`); an .onnx file always runs
     under onnxruntime."""
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgcls.paths import cache_dir
+from imgcls.utils.paths import cache_dir
 
 _DIGITS = 16  # of the sha256: enough to tell one model file from another
 

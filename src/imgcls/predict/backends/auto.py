@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from imgcls.backends.base import Backend
-from imgcls.backends.export_check import PARITY_TOLERANCE
-from imgcls.backends.timing import (
+from imgcls.errors import UserError
+from imgcls.export.export_check import PARITY_TOLERANCE
+from imgcls.predict.backends.base import Backend
+from imgcls.predict.backends.timing import (
     Timings,
     fastest,
     median_ms,
@@ -24,8 +25,7 @@ from imgcls.backends.timing import (
     read_timings,
     write_timings,
 )
-from imgcls.errors import UserError
-from imgcls.inference import Outputs
+from imgcls.predict.inference import Outputs
 
 # A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
 # first load of a big network does not spend minutes on it.

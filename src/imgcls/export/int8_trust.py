@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.backends.cache import BackendCache
-from imgcls.backends.int8_record import (
+from imgcls.errors import UserError
+from imgcls.export.cache import BackendCache
+from imgcls.export.int8_record import (
     Int8Check,
     Int8Record,
     add_recheck,
@@ -21,9 +22,8 @@ from imgcls.backends.int8_record import (
     read_record,
     rechecked,
 )
-from imgcls.cpus import cpu_kind
-from imgcls.errors import UserError
-from imgcls.onnx_runner import OnnxRunner
+from imgcls.export.session import OnnxRunner
+from imgcls.utils.cpus import cpu_kind
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """One input's answer, and class probabilities ranked into it: torch-free, so the ONNX path
-(onnx_predict.py) answers in exactly the Predictor's format without importing torch.
+(predict/onnx_predictor.py) answers in exactly the Predictor's format without importing torch.
 
 "None of my classes": an image whose familiarity (logsumexp of the calibrated logits) falls
 below the threshold answers `label: "unknown"` with `unknown: true`, its familiarity and the
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from imgcls.model_card import TrustRecord
+from imgcls.modelfile.card import TrustRecord
 
 UNKNOWN = "unknown"
 # reject_below's values: a number, "card" (the model card's threshold) or "off" (never).

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from imgcls.cpus import usable_cpus
 from imgcls.errors import UserError
+from imgcls.utils.cpus import usable_cpus
 
 
 class OnnxRunner:

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from imgcls.cpus import cpu_kind, isa_limits
-from imgcls.files import write_json
+from imgcls.utils.cpus import cpu_kind, isa_limits
+from imgcls.utils.files import write_json
 
 Timings = dict[str, dict[int, float]]  # backend -> batch size -> median ms per batch
 MIN_RUNS, BUDGET_S = 3, 1.0  # per backend and batch size, after one warm-up run
