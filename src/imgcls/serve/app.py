@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from imgcls import __version__
+from imgcls.version import __version__
 from imgcls.serve import routes_v1, routes_v2
 from imgcls.serve.errors import install_error_handlers
 from imgcls.serve.explain_route import add_explain_route

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from imgcls import __version__
+from imgcls.version import __version__
 from imgcls.serve.decoding import app_decoder
 from imgcls.serve.errors import ApiError
 from imgcls.serve.kserve import HEADER_LENGTH, encode_response, parse_request
