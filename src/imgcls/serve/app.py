@@ -15,7 +15,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from imgcls.version import __version__
 from imgcls.serve import routes_v1, routes_v2
 from imgcls.serve.errors import install_error_handlers
 from imgcls.serve.explain_route import add_explain_route
@@ -25,6 +24,7 @@ from imgcls.serve.security import OPEN_PATHS, ApiKeyMiddleware
 from imgcls.serve.service import Service
 from imgcls.serve.settings import ServeSettings
 from imgcls.serve.webapp_route import add_web_app, public_paths
+from imgcls.version import __version__
 
 
 def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:

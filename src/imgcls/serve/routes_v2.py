@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from imgcls.version import __version__
 from imgcls.serve.decoding import app_decoder
 from imgcls.serve.errors import ApiError
 from imgcls.serve.kserve import HEADER_LENGTH, encode_response, parse_request
 from imgcls.serve.security import read_body
 from imgcls.serve.service import Service
+from imgcls.version import __version__
 
 router = APIRouter(tags=["KServe v2"])
 
