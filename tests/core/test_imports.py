@@ -1,4 +1,6 @@
-"""The package's imports go one way: no cycle among imgcls modules, no private name borrowed.
+"""The package's imports go one way: no cycle among imgcls modules nor among its packages, each
+package imports only the layers below it, no private name is borrowed, and few modules sit
+loose at the package root.
 
 Every `import` and `from ... import` under src/imgcls is read with ast, relative ones
 resolved, at module level and inside functions alike: an import deferred into a function
@@ -20,6 +22,22 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "imgcls"
+
+# The layers, top to bottom: a module may import its own package and any package of a lower
+# rank, never one above or beside it. docs/architecture.md draws the same picture.
+LAYERS: dict[str, float] = {
+    "imgcls.__main__": 14, "imgcls.cli": 13,
+    "imgcls.tools": 12,  # lr-find, compare, tune, labels: built on the public API
+    "imgcls": 11,  # the public API (__init__.py)
+    "imgcls.serve": 10, "imgcls.webapp": 9, "imgcls.training": 8, "imgcls.evaluation": 7,
+    "imgcls.predict": 6, "imgcls.export": 5, "imgcls.modelfile": 4,
+    "imgcls.models": 3, "imgcls.data": 3,
+    "imgcls.config": 2, "imgcls.runtime": 2, "imgcls.recipes": 1,
+    "imgcls.utils": 0.5,  # its helpers raise UserError
+    "imgcls.errors": 0, "imgcls.version": 0,
+}
+# At most this many plain modules at the package root (besides __init__ and __main__).
+MAX_ROOT_MODULES = 8
 
 # Edges (importer, imported) left out of the cycle check, each with the reason it stays.
 # Keep this short: the fix is to move the shared code below both modules.
@@ -197,3 +215,63 @@ def test_no_private_name_crosses_modules() -> None:
                for part in e.imported.split("."))
     ]
     assert not borrowed, "\n".join(borrowed)
+
+
+def package_of(module: str) -> str:
+    """The top-level package (or root module) a module belongs to: imgcls.predict.backends.auto
+    -> imgcls.predict; imgcls.config -> imgcls.config; the package itself -> imgcls."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(edges: list[Import]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for edge in edges:
+        importer, imported = package_of(edge.importer), package_of(edge.imported)
+        if importer != imported:
+            graph.setdefault(importer, set()).add(imported)
+    return graph
+
+
+def test_package_folding_finds_a_folder_cycle() -> None:
+    """A cycle through files of different modules is still a cycle between their folders."""
+    edges = [Import("imgcls.predict.predictor", "imgcls.predict.backends.choose", (), 1),
+             Import("imgcls.predict.backends.choose", "imgcls.evaluation.int8", (), 1),
+             Import("imgcls.evaluation.evaluate", "imgcls.predict.predictor", (), 1)]
+    graph = package_graph(edges)
+    assert graph == {"imgcls.predict": {"imgcls.evaluation"},
+                     "imgcls.evaluation": {"imgcls.predict"}}
+    assert [g for g in strongly_connected(graph) if len(g) > 1] == [
+        ["imgcls.evaluation", "imgcls.predict"]]
+
+
+def test_no_package_cycle() -> None:
+    edges = all_imports()
+    cycles = [group for group in strongly_connected(package_graph(edges)) if len(group) > 1]
+    detail = "\n".join(
+        f"  {' <-> '.join(group)}: " + "; ".join(
+            f"{e.importer}:{e.line} imports {e.imported}" for e in edges
+            if package_of(e.importer) in group and package_of(e.imported) in group
+            and package_of(e.importer) != package_of(e.imported))
+        for group in cycles)
+    assert not cycles, f"import cycles between packages:\n{detail}"
+
+
+def test_packages_import_downward() -> None:
+    edges = all_imports()
+    unranked = sorted({package_of(e.importer) for e in edges} - set(LAYERS))
+    assert not unranked, f"new packages need a layer in LAYERS: {unranked}"
+    upward = [
+        f"{e.importer}:{e.line} imports {e.imported} "
+        f"({package_of(e.imported)} is not below {package_of(e.importer)})"
+        for e in edges
+        if package_of(e.importer) != package_of(e.imported)
+        and LAYERS[package_of(e.importer)] <= LAYERS[package_of(e.imported)]
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_few_modules_at_the_root() -> None:
+    root = SOURCE / PACKAGE
+    loose = sorted(path.name for path in root.glob("*.py")
+                   if path.name not in ("__init__.py", "__main__.py"))
+    assert len(loose) <= MAX_ROOT_MODULES, loose
