@@ -14,7 +14,8 @@ from rich.console import Console
 
 from imgcls.cli.data import add_commands as add_data_commands
 from imgcls.cli.parsing import Parser
-from imgcls.data.doctor import DoctorReport, print_report, scan
+from imgcls.data.doctor import DoctorReport, scan
+from imgcls.data.doctor_report import print_report
 from imgcls.errors import UserError
 
 from badfolder import (

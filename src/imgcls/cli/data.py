@@ -1,5 +1,6 @@
-"""`imgcls data check | restore | stats | split | preview`: argument parsing; the work is in
-imgcls.data.
+"""`imgcls data check | restore | stats | split | preview`: argument parsing and printing; the
+work is in imgcls.data (the scan in doctor.py, its tables in doctor_report.py, the rest in
+commands.py and quarantine.py).
 
 `add_commands` adds the `data` verb and returns its own sub-verb action, so more sub-verbs
 can register beside these:
@@ -15,12 +16,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from imgcls.cli.options import add_augment_flags, config_option
 from imgcls.errors import UserError
+
+if TYPE_CHECKING:
+    from imgcls.data.commands import SourceRequest, SplitRequest
 
 
 def add_commands(verbs: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -52,7 +57,8 @@ def _add_check(data_verbs: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from imgcls.data.doctor import display, print_report, scan
+    from imgcls.data.doctor import display, scan
+    from imgcls.data.doctor_report import print_report
     from imgcls.data.quarantine import files_to_quarantine, quarantine
     from imgcls.utils.files import write_json
 
@@ -118,15 +124,17 @@ def _split_arguments(command: argparse.ArgumentParser) -> None:
                          help="file names sharing the regex's first group stay together")
 
 
-def _load_and_split(args: argparse.Namespace):
-    from imgcls.data.sources import load_source
-    from imgcls.data.split import split_image_set
+def _source(args: argparse.Namespace) -> SourceRequest:
+    from imgcls.data.commands import SourceRequest
 
-    image_set = load_source(args.source, channels=args.channels, image_size=args.image_size,
-                            data_dir=args.data_dir)
-    split = split_image_set(image_set, val=args.val, test=args.test, seed=args.seed,
-                            group_by=args.group_by)
-    return image_set, split
+    return SourceRequest(args.source, data_dir=args.data_dir, channels=args.channels,
+                         image_size=args.image_size)
+
+
+def _split_request(args: argparse.Namespace) -> SplitRequest:
+    from imgcls.data.commands import SplitRequest
+
+    return SplitRequest(val=args.val, test=args.test, seed=args.seed, group_by=args.group_by)
 
 
 def _add_stats(data_verbs: argparse._SubParsersAction) -> None:
@@ -138,19 +146,15 @@ def _add_stats(data_verbs: argparse._SubParsersAction) -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    import torch
+    from imgcls.data.commands import train_split_stats
 
-    from imgcls.data.normalize import compute_stats
-
-    image_set, split = _load_and_split(args)
-    train = image_set.images[torch.as_tensor(split.train)]
-    meanstd, minmax = compute_stats(train, "meanstd"), compute_stats(train, "minmax")
+    stats = train_split_stats(_source(args), _split_request(args))
     table = Table("channel", "mean", "std", "min", "max",
-                  title=f"{image_set.source}: train split, {len(split.train)} images, "
+                  title=f"{stats.source}: train split, {stats.train_images} images, "
                         "pixels scaled to 0..1")
-    for channel in range(image_set.channels):
-        table.add_row(str(channel), *(f"{stats[key][channel]:.4f}" for stats, key in (
-            (meanstd, "mean"), (meanstd, "std"), (minmax, "min"), (minmax, "max"))))
+    for index, channel in enumerate(stats.channels):
+        table.add_row(str(index), *(f"{value:.4f}" for value in (
+            channel.mean, channel.std, channel.min, channel.max)))
     Console().print(table)
     return 0
 
@@ -165,12 +169,10 @@ def _add_split(data_verbs: argparse._SubParsersAction) -> None:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from imgcls.utils.files import write_json
+    from imgcls.data.commands import write_split
 
-    image_set, split = _load_and_split(args)
-    write_json(args.output, split.to_json(image_set))
-    print(f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test -> "
-          f"{args.output}")
+    sizes = write_split(_source(args), _split_request(args), args.output)
+    print(f"{sizes.train} train / {sizes.val} val / {sizes.test} test -> {args.output}")
     return 0
 
 
@@ -191,22 +193,16 @@ def _add_preview(data_verbs: argparse._SubParsersAction) -> None:
 
 def _preview(args: argparse.Namespace) -> int:
     from imgcls.config import AUGMENT_FLAGS, TrainConfig
-    from imgcls.data.augment import build_augment, preset
-    from imgcls.data.preview import write_preview
-    from imgcls.data.sources import load_source
+    from imgcls.data.commands import write_augment_preview
 
     if args.samples < 1 or args.variants < 1:
         raise UserError("--samples and --variants must be at least 1")
-    settings = {name: getattr(args, name) for name in ("augment", *AUGMENT_FLAGS)
-                if hasattr(args, name)}
-    config = TrainConfig(**settings)
-    image_set = load_source(args.source, channels=args.channels, image_size=args.image_size,
-                            data_dir=args.data_dir)
-    augment = build_augment(
-        preset(config.augment, hflip_ok=image_set.hflip_ok, **config.augment_overrides()),
-        image_size=image_set.image_size, channels=image_set.channels)
-    path = write_preview(image_set.images, augment, Path(args.output), samples=args.samples,
-                         variants=args.variants, seed=args.seed)
+    # TrainConfig checks the flags' values as `imgcls train` does.
+    config = TrainConfig(**{name: getattr(args, name) for name in ("augment", *AUGMENT_FLAGS)
+                            if hasattr(args, name)})
+    path = write_augment_preview(_source(args), config.augment, config.augment_overrides(),
+                                 args.output, samples=args.samples, variants=args.variants,
+                                 seed=args.seed)
     print(f"preview ({args.samples} samples x {args.variants} augmented versions) -> {path}")
     print(json.dumps({"augment": config.augment, **config.augment_overrides()}))
     return 0

@@ -1,4 +1,6 @@
-"""`imgcls serve` and `imgcls export`: argument parsing only.
+"""`imgcls serve` and `imgcls export`: argument parsing and printing; the work is in
+imgcls.serve, imgcls.export (which export the flags ask for), imgcls.evaluation (the checked
+exports) and imgcls.webapp.
 
 `python -m imgcls.cli.serve serve|export ...` runs these verbs without the rest of the CLI.
 
@@ -23,6 +25,7 @@ from imgcls.utils.extras import require
 
 _DEFAULTS = ServeSettings()
 _YES, _NO = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+EXIT_REFUSED = 2  # export: the int8 model failed its check (2, not 1: nothing was written)
 
 
 def add_commands(verbs: argparse._SubParsersAction) -> None:
@@ -200,38 +203,75 @@ def _add_export(verbs: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    if args.format == "web":  # it decides int8 itself (imgcls.webapp.shipped)
-        require("imgcls export --format web", "serve", "onnx", "onnxscript", "onnxruntime")
-        from imgcls.webapp.command import export_web
+    from imgcls.export.formats import plan_export  # torch-free: a missing package is first
 
-        return export_web(args)
-    if args.quantize == "int8":
-        require("imgcls export --quantize int8", "serve", "onnx", "onnxruntime")
-        from imgcls.evaluation.int8_export import export_int8_command
+    plan = plan_export(args.format, args.quantize, args.check_samples)
+    require(f"imgcls export {plan.flag}", "serve", *plan.packages)
+    handlers = {"web": _export_web, "int8": _export_int8, "file": _export_file}
+    return handlers[plan.kind](args)
 
-        return export_int8_command(args)
-    if args.format == "onnx":  # the torch exporter writes through onnx and onnxscript
-        needed = ("onnx", "onnxscript", *(("onnxruntime",) if args.check_samples > 0 else ()))
-        require("imgcls export --format onnx", "serve", *needed)
-    from imgcls.data.builtin import builtin_name
-    from imgcls.export.writers import export_model, parity_images
-    from imgcls.modelfile.artifact import read_card
-    from imgcls.predict.parity import check_parity
+
+def _export_file(args: argparse.Namespace) -> int:
+    from imgcls.evaluation.export_parity import check_export, parity_holds
+    from imgcls.export.writers import export_model
 
     written = export_model(args.model, args.format, args.output)
+    # Said before the check runs: a check that cannot start (its data missing) still leaves
+    # the user knowing where the file is.
     print(f"exported {args.format} to {written}")
-    if args.check_samples <= 0:
+    parity = check_export(args.model, written, samples=args.check_samples,
+                          data=args.check_data, data_dir=args.data_dir)
+    if parity is None:
         return 0
-    card = read_card(args.model)
-    data = args.check_data or builtin_name(card.data.source if card.data is not None else "")
-    images, source = parity_images(card, args.check_samples, data, args.data_dir)
-    parity = check_parity(args.model, written, images, source)
     print(parity.describe())
-    if parity.top1_agreement < 1 or parity.max_abs_difference > 1e-4:
-        print("imgcls: warning: the export differs from the model more than expected",
-              file=sys.stderr)
-        return 1
+    if parity_holds(parity):
+        return 0
+    print("imgcls: warning: the export differs from the model more than expected",
+          file=sys.stderr)
+    return 1
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    from imgcls.evaluation.int8_export import export_int8, refusal
+
+    check, written = export_int8(args.model, data=args.check_data, data_dir=args.data_dir,
+                                 max_accuracy_drop=args.max_accuracy_drop,
+                                 min_agreement=args.min_agreement, output=args.output)
+    print(check.describe())
+    print(f"quantization: {check.scheme}")
+    if written is None:
+        print(f"imgcls: refusing the int8 model: {refusal(check)}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"exported int8 onnx to {written} (--backend onnx-int8 runs it)")
     return 0
+
+
+def _export_web(args: argparse.Namespace) -> int:
+    from imgcls.webapp.command import export_web
+    from imgcls.webapp.shipped import Int8Request
+
+    int8 = Int8Request(data=args.check_data, data_dir=args.data_dir,
+                       max_accuracy_drop=args.max_accuracy_drop,
+                       min_agreement=args.min_agreement)
+    result = export_web(args.model, args.output, quantize=args.quantize, int8=int8,
+                        check_samples=args.check_samples, latency_runs=args.latency_runs)
+    if result.refused:
+        print(f"imgcls: refusing the int8 model: {result.shipped.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(result.shipped.describe())
+    print(f"exported the web app to {result.folder} ({result.size})")
+    if result.latency is not None:
+        print(result.latency.describe())
+    print(f"serve the folder over HTTPS (or on localhost) for offline use, e.g. "
+          f"`python -m http.server -d {result.folder}` and open http://localhost:8000/")
+    if result.parity is None:
+        return 0
+    print(result.parity.describe())
+    if result.parity_holds:
+        return 0
+    print("imgcls: warning: the web app's model differs from the model more than expected",
+          file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

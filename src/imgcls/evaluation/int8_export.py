@@ -1,13 +1,12 @@
-"""`imgcls export --quantize int8`: quantize the model file, compare the int8 model with fp32 on
-the test split, and keep it (in the backend cache, with the check beside it) only when its
-accuracy dropped no more than allowed and it agrees with fp32 often enough. The check records
-the quantization scheme and this CPU's kind; up to CHECK_IMAGES of the test images are kept
-with fp32's answers, so a CPU of another kind can check it again (int8_trust.py)."""
+"""`imgcls export --quantize int8` (cli/serve.py prints the result): quantize the model file,
+compare the int8 model with fp32 on the test split, and keep it (in the backend cache, with
+the check beside it) only when its accuracy dropped no more than allowed and it agrees with
+fp32 often enough. The check records the quantization scheme and this CPU's kind; up to
+CHECK_IMAGES of the test images are kept with fp32's answers, so a CPU of another kind can
+check it again (int8_trust.py)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +34,6 @@ CHECK_IMAGES = 512  # test images kept for a re-check on another CPU: about a se
 # ... and at most this many bytes of them: 512 digits are 0.5 MB, 55 photos at 224 px 8 MB
 # (an int8 file written with -o carries them too, so they must not outweigh the model).
 CHECK_BYTES = 8 * 2**20
-EXIT_REFUSED = 2
-
-
-def export_int8_command(args: argparse.Namespace) -> int:
-    check, written = export_int8(args.model, data=args.check_data, data_dir=args.data_dir,
-                                 max_accuracy_drop=args.max_accuracy_drop,
-                                 min_agreement=args.min_agreement, output=args.output)
-    print(check.describe())
-    print(f"quantization: {check.scheme}")
-    if written is None:
-        print(f"imgcls: refusing the int8 model: {refusal(check)}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(f"exported int8 onnx to {written} (--backend onnx-int8 runs it)")
-    return 0
 
 
 def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | None,

@@ -1,24 +1,40 @@
 """`imgcls export MODEL --format web`: write the phone app with the smallest model that keeps
-the accuracy (int8 where its check passes: shipped.py), say which and why, what the app weighs
-and how long its model takes for one image in the browser (latency.py); an fp32 model is
-checked against the original model as the other exports are."""
+the accuracy (int8 where its check passes: shipped.py), and find what the app weighs and how
+long its model takes for one image in the browser (latency.py); an fp32 model is checked
+against the original model as the other exports are. The CLI (cli/serve.py) prints the
+result."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from imgcls.evaluation.int8_export import EXIT_REFUSED
+from imgcls.evaluation.export_parity import parity_holds
+from imgcls.predict.parity import Parity, check_parity
 from imgcls.webapp.build import INFO_FILE, MODEL_FILE, build_web_app
-from imgcls.webapp.latency import measure_latency
+from imgcls.webapp.latency import Latency, measure_latency
 from imgcls.webapp.runtime import RUNTIME_FOLDER
-from imgcls.webapp.shipped import choose_model
+from imgcls.webapp.shipped import Int8Request, ShippedModel, choose_model
 
-_PARITY_LIMIT = 1e-4  # as the ONNX export's own check
+
+@dataclass(frozen=True)
+class WebExport:
+    shipped: ShippedModel  # which model the app ships, and why
+    folder: Path | None  # None: --quantize int8 was refused and nothing was written
+    size: str = ""  # describe_size's line for the folder
+    latency: Latency | None = None  # None: not measured (latency_runs 0)
+    parity: Parity | None = None  # None: not checked (see export_web)
+
+    @property
+    def refused(self) -> bool:
+        return self.folder is None
+
+    @property
+    def parity_holds(self) -> bool:
+        return self.parity is None or parity_holds(self.parity)
 
 
 def default_folder(model_path: str | Path) -> Path:
@@ -29,26 +45,29 @@ def default_folder(model_path: str | Path) -> Path:
     return source.with_name(source.name.split(".")[0] + "-web")
 
 
-def export_web(args: argparse.Namespace) -> int:
-    """The export verb's handler for --format web (args: model, output, check_samples,
-    latency_runs and shipped.choose_model's)."""
-    shipped = choose_model(args)
+def export_web(model_path: str | Path, output: str | Path | None = None, *,
+               quantize: str | None = None, int8: Int8Request | None = None,
+               check_samples: int = 256, latency_runs: int = 10) -> WebExport:
+    """The app in `output` (default_folder when None). quantize: None, "int8" or "none"
+    (shipped.choose_model; int8: its check's data and thresholds, by default the flags'
+    defaults); latency_runs 0 and check_samples 0 skip those steps."""
+    shipped = choose_model(model_path, quantize, int8 or Int8Request())
     if shipped.refused:
-        print(f"imgcls: refusing the int8 model: {shipped.reason}", file=sys.stderr)
-        return EXIT_REFUSED
-    folder = build_web_app(args.model, args.output or default_folder(args.model),
-                           onnx=shipped.onnx)
-    print(shipped.describe())
-    print(f"exported the web app to {folder} ({describe_size(folder)})")
-    if args.latency_runs > 0:
-        print(measure_latency(folder, args.latency_runs).describe())
-    print(f"serve the folder over HTTPS (or on localhost) for offline use, e.g. "
-          f"`python -m http.server -d {folder}` and open http://localhost:8000/")
-    if args.check_samples <= 0 or Path(args.model).suffix.lower() == ".onnx":
-        return 0  # an .onnx model is copied as it is: nothing to compare it with
+        return WebExport(shipped, None)
+    folder = build_web_app(model_path, output or default_folder(model_path), onnx=shipped.onnx)
+    size = describe_size(folder)  # what was built, before anything else runs there
+    latency = measure_latency(folder, latency_runs) if latency_runs > 0 else None
+    return WebExport(shipped, folder, size, latency,
+                     _parity(model_path, folder, shipped, check_samples))
+
+
+def _parity(model_path: str | Path, folder: Path, shipped: ShippedModel,
+            samples: int) -> Parity | None:
+    if samples <= 0 or Path(model_path).suffix.lower() == ".onnx":
+        return None  # an .onnx model is copied as it is: nothing to compare it with
     if shipped.precision == "int8":
-        return 0  # its own check (test split, against fp32) is the one that holds for it
-    return _check_model(args.model, folder, args.check_samples)
+        return None  # its own check (test split, against fp32) is the one that holds for it
+    return _check_model(model_path, folder, samples)
 
 
 def describe_size(folder: Path) -> str:
@@ -61,18 +80,10 @@ def describe_size(folder: Path) -> str:
             f"page and icons {(total - runtime - model) / 1e6:.2f} MB")
 
 
-def _check_model(model_path: str | Path, folder: Path, samples: int) -> int:
+def _check_model(model_path: str | Path, folder: Path, samples: int) -> Parity:
     """The app's model.onnx against the model file, on seeded random images."""
-    from imgcls.predict.parity import check_parity
-
     shape = json.loads((folder / INFO_FILE).read_text("utf-8"))["input"]
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (samples, shape["channels"], shape["height"], shape["width"]),
                            generator=generator).to(torch.uint8)
-    parity = check_parity(model_path, folder / MODEL_FILE, images, "random images")
-    print(parity.describe())
-    if parity.top1_agreement < 1 or parity.max_abs_difference > _PARITY_LIMIT:
-        print("imgcls: warning: the web app's model differs from the model more than expected",
-              file=sys.stderr)
-        return 1
-    return 0
+    return check_parity(model_path, folder / MODEL_FILE, images, "random images")

@@ -8,11 +8,11 @@ int8 or nothing (refused as `imgcls export --quantize int8` refuses); `none`, fp
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 from imgcls.errors import UserError
+from imgcls.export.int8_record import MIN_AGREEMENT
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,27 @@ class ShippedModel:
         return f"shipping the {self.precision} model: {self.reason}"
 
 
-def choose_model(args: argparse.Namespace) -> ShippedModel:
-    """args: model, quantize (None, "int8", "none"), check_data, data_dir,
-    max_accuracy_drop, min_agreement."""
-    if Path(args.model).suffix.lower() == ".onnx":
-        if args.quantize == "int8":
+@dataclass(frozen=True)
+class Int8Request:
+    """What the int8 check runs on and must meet (`imgcls export --quantize int8`'s flags)."""
+
+    data: str | None = None  # None: the training data the model file records
+    data_dir: str | None = None
+    max_accuracy_drop: float = 1.0
+    min_agreement: float = MIN_AGREEMENT
+
+
+def choose_model(model_path: str | Path, quantize: str | None,
+                 int8: Int8Request = Int8Request()) -> ShippedModel:
+    """quantize: None (int8 where its check passes), "int8" or "none"."""
+    if Path(model_path).suffix.lower() == ".onnx":
+        if quantize == "int8":
             raise UserError("--quantize int8 needs the model.safetensors (int8 calibrates on "
                             "its training split); an .onnx file is shipped as it is")
         return ShippedModel("fp32", "an .onnx file is shipped as it is", None)
-    if args.quantize == "none":
-        return ShippedModel("fp32", "--quantize none", cached_fp32(args.model))
-    return _checked_int8(args)
+    if quantize == "none":
+        return ShippedModel("fp32", "--quantize none", cached_fp32(model_path))
+    return _checked_int8(model_path, demanded=quantize == "int8", int8=int8)
 
 
 def cached_fp32(model_path: str | Path) -> Path | None:
@@ -54,24 +64,25 @@ def cached_fp32(model_path: str | Path) -> Path | None:
         return None
 
 
-def _checked_int8(args: argparse.Namespace) -> ShippedModel:
+def _checked_int8(model_path: str | Path, *, demanded: bool,
+                  int8: Int8Request) -> ShippedModel:
+    """demanded: --quantize int8 (int8 or a refusal; never fp32 instead)."""
     from imgcls.evaluation.int8_export import export_int8, refusal
 
     try:
-        check, written = export_int8(args.model, data=args.check_data, data_dir=args.data_dir,
-                                     max_accuracy_drop=args.max_accuracy_drop,
-                                     min_agreement=args.min_agreement)
+        check, written = export_int8(model_path, data=int8.data, data_dir=int8.data_dir,
+                                     max_accuracy_drop=int8.max_accuracy_drop,
+                                     min_agreement=int8.min_agreement)
     except UserError as error:
-        if args.quantize == "int8":
+        if demanded:
             raise
         # No data to check on (none recorded, or moved): fp32 is the safe default.
         return ShippedModel("fp32", f"int8 could not be checked ({error})",
-                            cached_fp32(args.model))
+                            cached_fp32(model_path))
     accuracy = (f"on {check.samples} test images, accuracy {check.fp32_accuracy:.2%} fp32 -> "
                 f"{check.int8_accuracy:.2%} int8")
     if written is None:
         reason = f"the int8 check failed: {refusal(check)} ({accuracy})"
-        return ShippedModel("fp32", reason, cached_fp32(args.model),
-                            refused=args.quantize == "int8")
+        return ShippedModel("fp32", reason, cached_fp32(model_path), refused=demanded)
     numbers = f"top-1 agreement with fp32 {check.top1_agreement:.2%} {accuracy}"
     return ShippedModel("int8", f"its check passed ({numbers})", written)
