@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,10 @@ if TYPE_CHECKING:  # torch is imported where it is used: `imgcls --help` takes n
     import torch
 
     from imgcls.evaluation.explain_files import ExplainResult
+    from imgcls.predict.prediction import Prediction
 
-__all__ = ["__version__", "calibrate", "evaluate", "explain", "list_models", "load", "one_hot",
-           "resume", "train"]
+__all__ = ["__version__", "calibrate", "classify", "evaluate", "explain", "list_models", "load",
+           "one_hot", "resume", "train"]
 
 
 def train(
@@ -52,6 +54,27 @@ def load(path: str | Path, *, device: str | None = None):
     from imgcls.predict.predictor import Predictor
 
     return Predictor(path, device=device)
+
+
+def classify(model: str | Path, inputs: list[str], *, topk: int = 5,
+             reject_below: float | str = "card", backend: str = "auto",
+             warn: Callable[[str], None] | None = None) -> list[Prediction]:
+    """`imgcls predict`: the answers for image files and folders of them (sorted), one per
+    file; a file that cannot be read gets an error in its answer. `model`: a model file, a
+    run directory or an .onnx file, opened by predict.predictor.open_predictor (an .onnx file
+    or a cached export runs without importing torch)."""
+    from imgcls.errors import UserError
+    from imgcls.predict.inputs import image_files
+    from imgcls.predict.predictor import open_predictor
+
+    if topk < 1:
+        raise UserError(f"--topk must be at least 1; got {topk}")
+    files = image_files(inputs)
+    # The one batch these files make, at most 256 (the Predictor's batch): the size the
+    # backend is chosen for, and whether a cached export may answer it.
+    predictor = open_predictor(model, backend=backend, batch_sizes=(min(len(files), 256),),
+                               warn=warn)
+    return predictor.predict(files, topk=topk, reject_below=reject_below)
 
 
 def evaluate(model_path: str | Path, data: str, **options: Any) -> dict[str, Any]:

@@ -170,13 +170,12 @@ def test_an_int8_file_exported_on_its_own_carries_its_check_and_refuses_a_failin
         int8_run: Path, tmp_path: Path) -> None:
     from imgcls.errors import UserError
     from imgcls.export.int8_embedded import METADATA_KEY
-    from imgcls.predict.onnx_predictor import OnnxPredictor
 
     file = tmp_path / "digits.int8.onnx"
     check, written = export_int8(int8_run, data="digits", data_dir=None, max_accuracy_drop=1.0,
                                  output=file)
     assert written == file and check.passed
-    assert Predictor(file).onnx is not None and OnnxPredictor(file).class_names  # this CPU
+    assert Predictor(file).backend_name == "onnxruntime"  # this CPU
 
     def rewrite(change_check: dict, roll: int) -> Path:
         import base64
@@ -196,13 +195,12 @@ def test_an_int8_file_exported_on_its_own_carries_its_check_and_refuses_a_failin
         onnx.save(model, str(target))
         return target
 
-    assert OnnxPredictor(rewrite({"cpu_kind": OTHER_KIND}, 0)).class_names  # re-checked: holds
+    assert Predictor(rewrite({"cpu_kind": OTHER_KIND}, 0)).class_names  # re-checked: holds
     refused = rewrite({"cpu_kind": OTHER_KIND}, 1)
-    for opener in (OnnxPredictor, Predictor):
-        with pytest.raises(UserError, match="int8 model refused on this CPU") as error:
-            opener(refused)
-        assert "\n" not in str(error.value) and OTHER_KIND in str(error.value)
-    assert OnnxPredictor(rewrite({}, 1)).class_names  # checked on this very kind: trusted
+    with pytest.raises(UserError, match="int8 model refused on this CPU") as error:
+        Predictor(refused)
+    assert "\n" not in str(error.value) and OTHER_KIND in str(error.value)
+    assert Predictor(rewrite({}, 1)).class_names  # checked on this very kind: trusted
 
 
 @pytest.mark.slow
@@ -212,7 +210,6 @@ def test_a_damaged_check_is_a_refusal_not_a_crash(int8_run: Path, run: Path, tmp
     whose images are not an .npz: each a clear refusal, fp32 answering where there is one."""
     from imgcls.errors import UserError
     from imgcls.export.int8_embedded import METADATA_KEY
-    from imgcls.predict.onnx_predictor import OnnxPredictor
 
     edit_record(run, cpu_kind=OTHER_KIND)
     images = cache(run).path("int8.check.npz")
@@ -229,4 +226,4 @@ def test_a_damaged_check_is_a_refusal_not_a_crash(int8_run: Path, run: Path, tmp
         next(p for p in model.metadata_props if p.key == METADATA_KEY).value = damaged
         onnx.save(model, str(tmp_path / "damaged.onnx"))
         with pytest.raises(UserError, match="its int8 check .imgcls_int8. cannot be read"):
-            OnnxPredictor(tmp_path / "damaged.onnx")
+            Predictor(tmp_path / "damaged.onnx")

@@ -133,12 +133,13 @@ def _auto_chose_onnx(model: Path) -> bool:
     return min(ranking, key=lambda name: ranking[name].get("1", float("inf"))) == "onnx"
 
 
-def test_onnx_pixels_are_the_predictors(onnx_file: Path, digit_pngs: list[Path]) -> None:
-    from imgcls.predict.onnx_predictor import OnnxPredictor
-
-    torch_side, onnx_side = Predictor(onnx_file), OnnxPredictor(onnx_file)
+def test_onnx_pixels_are_the_predictors(onnx_file: Path, digits_run: Path,
+                                        digit_pngs: list[Path]) -> None:
+    """An .onnx file's torch-free decoding gives the model file's pixels (PNGs: byte for byte)."""
+    torch_side, onnx_side = Predictor(digits_run, device="cpu"), Predictor(onnx_file)
+    assert onnx_side.undrafted_jpeg is None and onnx_side.runtime is None
     for path in digit_pngs:
-        assert np.array_equal(onnx_side.to_uint8(path), torch_side.to_uint8(path).numpy())
+        assert np.array_equal(onnx_side.pixels(path), torch_side.to_uint8(path).numpy())
 
 
 SERVE = """
@@ -208,8 +209,7 @@ def test_a_damaged_cached_export_falls_back_to_torch(
         digits_run: Path, digit_pngs: list[Path], tmp_path: Path, damage: str) -> None:
     """A cached export that onnxruntime cannot load is named in a warning; predict and serve
     answer through torch and auto never picks it; `--backend onnx` refuses, naming it."""
-    from imgcls.serve import ServeSettings
-    from imgcls.serve.classifier import open_classifier
+    from imgcls.predict.predictor import open_predictor
 
     model = tmp_path / "model.safetensors"
     shutil.copyfile(digits_run / "model.safetensors", model)
@@ -222,10 +222,10 @@ def test_a_damaged_cached_export_falls_back_to_torch(
     assert "imgcls: warning:" in result.stderr and export.name in result.stderr
     same_answers(json.loads(result.stdout),
                  Predictor(model, device="cpu").predict([str(digit_pngs[0])], topk=10))
-    classifier = open_classifier(model, ServeSettings(backend="auto", max_batch=4))
-    assert classifier.backend_name == "auto"  # the torch Predictor's auto, without onnx
-    assert classifier.predictor.backend.choice(1) != "onnx"
+    served = open_predictor(model, backend="auto", batch_sizes=(1, 4))  # as `imgcls serve`
+    assert served.backend_name == "auto"  # the torch Predictor's auto, without onnx
+    assert served.backend.choice(1) != "onnx"
     from imgcls.errors import UserError
 
     with pytest.raises(UserError, match=export.name):  # asked for by name: a clear refusal
-        open_classifier(model, ServeSettings(backend="onnx", max_batch=4))
+        open_predictor(model, backend="onnx", batch_sizes=(1, 4))

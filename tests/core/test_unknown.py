@@ -20,7 +20,6 @@ from imgcls.data.normalize import Normalizer
 from imgcls.data.sources import load_source
 from imgcls.export.writers import export_model
 from imgcls.modelfile.artifact import build_network, read_card, read_weights
-from imgcls.predict.onnx_predictor import OnnxPredictor
 from imgcls.predict.predictor import Predictor
 from imgcls.serve import ServeSettings, create_app
 
@@ -126,11 +125,11 @@ def test_a_bad_reject_below_is_a_usage_error(rejecting: Path, digit_png: Path,
 def test_onnx_file_says_unknown_like_the_predictor(rejecting: Path, digit_png: Path,
                                                    tmp_path: Path) -> None:
     exported = export_model(rejecting, "onnx", tmp_path / "model.onnx")
-    onnx_answer = OnnxPredictor(exported).predict(digit_png)[0]
+    onnx_answer = Predictor(exported).predict(digit_png)[0]
     torch_answer = Predictor(rejecting, device="cpu").predict(digit_png)[0]
     assert onnx_answer.unknown and onnx_answer.label == "unknown"
     assert onnx_answer.familiarity == pytest.approx(torch_answer.familiarity, abs=1e-4)
-    assert not OnnxPredictor(exported).predict(digit_png, reject_below="off")[0].unknown
+    assert not Predictor(exported).predict(digit_png, reject_below="off")[0].unknown
 
 
 def _png_bytes(path: Path) -> bytes:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from fastapi import FastAPI
@@ -46,15 +47,15 @@ def post_png(base_url: str) -> httpx.Response:
 def with_failures(app: FastAPI) -> list[BaseException]:
     """What the next forward passes raise, in order (the warm-up passes go through)."""
     predictor = app.state.service.predictor
-    real = predictor.outputs
+    real = predictor.array_outputs
     failures: list[BaseException] = []
 
-    def outputs(pixels: torch.Tensor, **kwargs: Any) -> Any:
+    def outputs(pixels: np.ndarray, **kwargs: Any) -> Any:
         if failures:
             raise failures.pop(0)
         return real(pixels, **kwargs)
 
-    predictor.outputs = outputs
+    predictor.array_outputs = outputs
     return failures
 
 

@@ -265,11 +265,11 @@ def test_banded_wide_conversion_keeps_training_pixels(mode: str) -> None:
 def test_jpeg_bytes_decode_like_the_file(photo_files: dict[str, Path]) -> None:
     from imgcls.serve.decoding import decode_upload
 
-    class Target:  # what decode_upload reads of a classifier (serve/classifier.py)
+    class Target:  # what decode_upload reads of the service's Predictor
         channels, image_size, budget = 3, 32, DecodeBudget()
         undrafted_jpeg = staticmethod(torchvision_jpeg)  # the Predictor's JPEG path
 
-        def to_uint8(self, image: Image.Image) -> Any:
+        def pixels(self, image: Image.Image) -> Any:
             from imgcls.data.decode import to_uint8_chw
 
             return to_uint8_chw(image, channels=3, size=32).numpy()

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -18,9 +17,6 @@ from imgcls.cli.backend_option import add_backend_option
 from imgcls.cli.options import add_train_options, comma_list, config_from_args, given_settings
 from imgcls.errors import UserError
 from imgcls.utils.csv_safe import safe_row
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                  ".pgm"}
 
 
 def add_commands(verbs: argparse._SubParsersAction) -> None:
@@ -80,21 +76,15 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from imgcls.evaluation.evaluate import evaluate_predictions, write_eval_report
-    from imgcls.modelfile.rundir import RunDir
-    from imgcls.utils.files import write_json
+    from imgcls.evaluation.evaluate import evaluate_to_files
 
-    evaluation = evaluate_predictions(args.model, args.data, split=args.split,
-                                      data_dir=args.data_dir, backend=args.backend)
-    metrics = evaluation.metrics
-    run = RunDir.of_model(args.model)
-    output = Path(args.output) if args.output else run.evaluation(metrics["split"], ".json")
-    write_json(output, metrics)
-    _print_metrics(metrics)
-    print(f"metrics written to {output}")
-    if not args.no_report:
-        report = Path(args.report) if args.report else run.evaluation(metrics["split"], ".html")
-        print(f"report written to {write_eval_report(evaluation, report, args.model)}")
+    written = evaluate_to_files(args.model, args.data, split=args.split, data_dir=args.data_dir,
+                                backend=args.backend, output=args.output, report=args.report,
+                                with_report=not args.no_report)
+    _print_metrics(written.metrics)
+    print(f"metrics written to {written.metrics_file}")
+    if written.report is not None:
+        print(f"report written to {written.report}")
     return 0
 
 
@@ -169,12 +159,13 @@ def _add_predict(verbs: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    if args.topk < 1:
-        raise UserError(f"--topk must be at least 1; got {args.topk}")
-    inputs = _expand(args.inputs)
-    predictor = _open_predictor(args.model, args.backend, len(inputs))
-    predictions = [p.to_dict() for p in predictor.predict(inputs, topk=args.topk,
-                                                          reject_below=args.reject_below)]
+    import imgcls
+
+    answers = imgcls.classify(args.model, args.inputs, topk=args.topk,
+                              reject_below=args.reject_below, backend=args.backend,
+                              warn=lambda reason: print(f"imgcls: warning: {reason}",
+                                                        file=sys.stderr))
+    predictions = [answer.to_dict() for answer in answers]
     print(_format_predictions(predictions, args.format), end="")
     failed = [p for p in predictions if p.get("error")]
     for item in failed:
@@ -189,42 +180,6 @@ def _reject_below(value: str) -> float | str:
         return parse_reject_below(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _open_predictor(model: str, backend: str, images: int) -> Any:
-    """An .onnx file, or a model file whose cached ONNX export --backend onnx or auto would
-    run (backends/cached_onnx.py), runs without torch (onnx_predictor.py): no second of
-    importing it. Anything else opens the torch Predictor, which builds that cache."""
-    from imgcls.predict.onnx_predictor import OnnxPredictor, is_onnx, open_cached_export
-    from imgcls.utils.cpus import usable_cpus
-
-    if is_onnx(model) and backend in ("torch", "auto", "onnx"):
-        return OnnxPredictor(model)
-    threads = usable_cpus()  # what the Predictor's runtime would give torch and onnxruntime
-    cached = open_cached_export(model, backend, (min(images, 256),), threads,
-                                lambda reason: print(f"imgcls: warning: {reason}",
-                                                     file=sys.stderr))
-    if cached is not None:
-        return cached
-    from imgcls.predict.predictor import Predictor
-
-    return Predictor(model, backend=backend)  # explains what an .onnx file cannot run under
-
-
-def _expand(inputs: list[str]) -> list[str]:
-    """Files as given; folders become the image files below them, sorted."""
-    paths: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-                raise UserError(f"folder {path} holds no image files ({suffixes})")
-            paths.extend(str(p) for p in found)
-        else:
-            paths.append(item)
-    return paths
 
 
 def _format_predictions(predictions: list[dict[str, Any]], style: str) -> str:

@@ -71,13 +71,42 @@ def evaluate_predictions(
                       probabilities, labels, indices, image_set, predictor, uncalibrated)
 
 
+@dataclass
+class EvalFiles:
+    metrics: dict[str, Any]
+    metrics_file: Path
+    report: Path | None  # None: no report asked for
+
+
+def evaluate_to_files(
+    model_path: str | Path, data: str, *, split: str | None = None, data_dir: str | None = None,
+    backend: str = "torch", output: str | Path | None = None, report: str | Path | None = None,
+    with_report: bool = True,
+) -> EvalFiles:
+    """`imgcls eval`: the metrics JSON written to `output` (default: beside the model, named
+    by the split) and, `with_report`, the HTML report to `report` (default: beside it)."""
+    from imgcls.utils.files import write_json
+
+    evaluation = evaluate_predictions(model_path, data, split=split, data_dir=data_dir,
+                                      backend=backend)
+    metrics = evaluation.metrics
+    run = RunDir.of_model(model_path)
+    metrics_file = Path(output) if output else run.evaluation(metrics["split"], ".json")
+    write_json(metrics_file, metrics)
+    written = None
+    if with_report:
+        target = Path(report) if report else run.evaluation(metrics["split"], ".html")
+        written = write_eval_report(evaluation, target, model_path)
+    return EvalFiles(metrics, metrics_file, written)
+
+
 def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Path) -> Path:
     """The HTML report of an evaluation; its charts and mistakes.csv carry the report's name
     as a prefix, so they never overwrite the run's own. The mistakes' heat maps come from the
     model file's torch network (whatever backend predicted); an .onnx file has none."""
     from imgcls.evaluation.explain import load_explainer
     from imgcls.evaluation.report import count_per_split, load_history, write_report
-    from imgcls.predict.onnx_predictor import is_onnx
+    from imgcls.predict.predictor import is_onnx
 
     metrics = evaluation.metrics
     explainer = None if is_onnx(model_path) else load_explainer(model_path)[0]

@@ -114,7 +114,7 @@ def load_explainer(path: str | Path, device: str | None = None) -> tuple[Explain
     """The explainer of a model file (or run directory) and its card; `device` None: CUDA
     when present, else the CPU. An exported .onnx file is refused (UserError)."""
     from imgcls.modelfile.artifact import load_model
-    from imgcls.predict.onnx_predictor import is_onnx
+    from imgcls.predict.predictor import is_onnx
 
     if is_onnx(path):
         raise UserError(f"{path} is an ONNX export; Grad-CAM needs the torch network's "

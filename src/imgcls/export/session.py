@@ -4,7 +4,10 @@ the second output of files exported since it existed), all numpy.
 
 It imports numpy and onnxruntime only, never torch: an .onnx model then predicts in about
 a quarter of a second and serves in a fraction of torch's memory (bench/cold_start.py).
-The torch Predictor and the onnx backends wrap it and convert tensors at their edge.
+It is the one wrapper of an onnxruntime session: the Predictor runs an .onnx file (or a cached
+export) on it, and it is itself a backend (predict/backends/base.py: numpy in and out) for
+`--backend onnx` and `onnx-int8`. Torch callers convert at the Predictor's edge
+(predict/inference.py, Outputs.from_numpy).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from imgcls.utils.cpus import usable_cpus
 
 
 class OnnxRunner:
+    """`name`: what the Predictor reports as its backend ("onnxruntime" for an .onnx file,
+    "onnx" / "onnx-int8" for a backend's cached export)."""
+
     def __init__(self, path: str | Path, *, threads: int | None = None,
-                 broken_hint: str = "export it again") -> None:
+                 name: str = "onnxruntime", broken_hint: str = "export it again") -> None:
         import onnxruntime  # the [serve] extra: imported when an ONNX file is opened
 
         path = Path(path)
@@ -38,6 +44,7 @@ class OnnxRunner:
             raise UserError(f"{path} is not a usable ONNX model ({error}); "
                             f"{broken_hint}") from None
         self.path = path
+        self.name = name
         self.input_name: str = self.session.get_inputs()[0].name
         # An export from before the familiarity output has one output: probabilities.
         self.output_names = [output.name for output in self.session.get_outputs()][:2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,12 +29,17 @@ class Outputs(NamedTuple):
 
     @classmethod
     def from_numpy(cls, probabilities: Any, familiarity: Any | None) -> Outputs:
-        """An ONNX session's answer (export.session.OnnxRunner.outputs); an export from before
-        the familiarity output gives NaN there, which no threshold turns away."""
+        """A backend's numpy answer (an OnnxRunner's, say) as tensors sharing its memory; an
+        export from before the familiarity output gives NaN there, which no threshold turns
+        away."""
         count = len(probabilities)
         return cls(torch.from_numpy(probabilities),
                    torch.full((count,), float("nan")) if familiarity is None
                    else torch.from_numpy(familiarity))
+
+    def to_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """As a backend answers (predict/backends/base.py): numpy arrays sharing the memory."""
+        return self.probabilities.numpy(), self.familiarity.numpy()
 
     @classmethod
     def joined(cls, parts: list[Outputs]) -> Outputs:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from imgcls.predict.predictor import OnnxModel, Predictor
+from imgcls.predict.predictor import Predictor
 
 
 @dataclass
@@ -32,7 +32,7 @@ def check_parity(model_path: str | Path, exported: str | Path, images: torch.Ten
     """Probabilities of the original (torch, fp32, CPU) and the export on the same images."""
     reference = Predictor(model_path, device="cpu").probabilities(images)
     if Path(exported).suffix == ".onnx":
-        candidate = OnnxModel(exported).outputs(images).probabilities
+        candidate = Predictor(exported).probabilities(images)
     else:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")

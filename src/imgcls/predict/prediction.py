@@ -1,5 +1,5 @@
-"""One input's answer, and class probabilities ranked into it: torch-free, so the ONNX path
-(predict/onnx_predictor.py) answers in exactly the Predictor's format without importing torch.
+"""One input's answer, and class probabilities ranked into it: torch-free, so an .onnx
+Predictor, `imgcls predict` and the service answer in one format without importing torch.
 
 "None of my classes": an image whose familiarity (logsumexp of the calibrated logits) falls
 below the threshold answers `label: "unknown"` with `unknown: true`, its familiarity and the

@@ -1,12 +1,13 @@
 """The REST service: `create_app(model_path, settings)` wraps a Predictor in FastAPI.
 
 app.py (routes) · batching.py (dynamic batching; its worker outlives a failing batch) ·
-decoding.py (upload -> tensor under the pixel cap and a bound on decodes at once, with the 4xx
+decoding.py (upload -> pixels under the pixel cap and a bound on decodes at once, with the 4xx
 for every bad input) · uploads.py (multipart and raw bodies) · kserve.py (the Open Inference
 Protocol's tensors as pydantic models) · errors.py · security.py (API key, body size, who may
 listen where) · guard.py (clients that leave) · server.py (uvicorn's options) · metrics.py
 (prometheus_client) · live.py (a uvicorn server in a thread, for tests and benchmarks) ·
-static/index.html (the web page).
+static/index.html (the web page). The Predictor comes from predict.predictor.open_predictor,
+the one place that decides between torch, an .onnx file and a cached export.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Uploaded bytes -> the uint8 [C, H, W] tensor the model takes, or the right 4xx; within a
+"""Uploaded bytes -> the uint8 [C, H, W] array the model takes, or the right 4xx; within a
 memory budget.
 
 The pixels are exactly `imgcls predict`'s: both go through `pixels.load_budgeted` (JPEGs
@@ -33,7 +33,7 @@ from imgcls.serve.errors import ApiError
 from imgcls.utils.cpus import usable_cpus
 
 if TYPE_CHECKING:  # service.py imports this module
-    from imgcls.serve.classifier import Classifier
+    from imgcls.predict.predictor import Predictor
     from imgcls.serve.service import Service
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG covers MPO (phones)
@@ -73,7 +73,7 @@ def app_decoder(request: Request) -> UploadDecoder:
     return decoder
 
 
-def decode_upload(data: bytes, name: str, predictor: Classifier,
+def decode_upload(data: bytes, name: str, predictor: Predictor,
                   budget: DecodeBudget | None = None) -> np.ndarray:
     """Runs in a worker thread: decoding a phone photo takes tens of milliseconds. The
     budget is the Predictor's unless given."""
@@ -81,13 +81,13 @@ def decode_upload(data: bytes, name: str, predictor: Classifier,
     if isinstance(loaded, np.ndarray):
         return loaded
     try:
-        return predictor.to_uint8(loaded)
+        return predictor.pixels(loaded)
     except Exception as error:  # an odd mode PIL can't convert is the file's fault
         raise ApiError(415, "unsupported_image",
                        f"{name}: cannot convert this image ({_one_line(error)})") from None
 
 
-def _load(data: bytes, name: str, predictor: Classifier,
+def _load(data: bytes, name: str, predictor: Predictor,
           budget: DecodeBudget) -> Image.Image | np.ndarray:
     if not data:
         raise ApiError(400, "empty_image", f"{name} is empty (0 bytes)")

@@ -1,10 +1,12 @@
-"""What the routes share: the classifier (serve/classifier.py) behind a Batcher, the metrics,
+"""What the routes share: the Predictor (numpy in and out; an .onnx file or a cached export
+without torch, see predict.predictor.open_predictor) behind a Batcher, the metrics,
 and the lifecycle (warm up before ready; on shutdown refuse new work and drain the queue)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -22,13 +24,14 @@ from imgcls.predict.prediction import (
     parse_reject_below,
     rejection_threshold,
 )
+from imgcls.predict.predictor import open_predictor
 from imgcls.serve.batching import Batcher, BatchFailed, Overloaded, WorkerStopped
-from imgcls.serve.classifier import open_classifier
 from imgcls.serve.decoding import decode_upload
 from imgcls.serve.errors import ApiError
 from imgcls.serve.metrics import Metrics
 from imgcls.serve.settings import ServeSettings
 
+_log = logging.getLogger("imgcls.serve")
 # The model card's sections that GET /v1/models/{name} shows, as the model file holds them.
 MODEL_INFO_SECTIONS = ("input", "normalization", "architecture", "metrics", "versions")
 
@@ -36,7 +39,10 @@ MODEL_INFO_SECTIONS = ("input", "normalization", "architecture", "metrics", "ver
 class Service:
     def __init__(self, model_path: str | Path, settings: ServeSettings) -> None:
         self.settings = settings
-        self.predictor = open_classifier(model_path, settings)  # an .onnx file: no torch
+        self.predictor = open_predictor(  # an .onnx file or a cached export: no torch
+            model_path, backend=settings.backend, device=settings.device,
+            batch_sizes=(1, settings.max_batch), threads=settings.threads,
+            warn=_log.warning)
         self.model_name = settings.model_name or default_model_name(model_path)
         self.class_names: list[str] = self.predictor.class_names
         self.batcher = Batcher(self._infer, max_batch=settings.max_batch,
@@ -79,8 +85,8 @@ class Service:
     def _infer(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities [N, K] with familiarity as column K: the batcher moves one array
         per image (NaN where the model gives none); classify() splits it again."""
-        probabilities, familiarity = self.predictor.outputs(pixels,
-                                                            batch_size=max(len(pixels), 1))
+        probabilities, familiarity = self.predictor.array_outputs(
+            pixels, batch_size=max(len(pixels), 1))
         if familiarity is None:
             familiarity = np.full(len(probabilities), np.nan, np.float32)
         return np.concatenate([probabilities, familiarity[:, None].astype(probabilities.dtype)],

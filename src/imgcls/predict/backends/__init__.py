@@ -3,10 +3,12 @@ into the convolutions, as a frozen TorchScript graph, or under onnxruntime (fp32
 after `imgcls export --quantize int8` passed its accuracy check). `auto` times them on this
 machine at the batch sizes in use and runs the fastest (see auto.py).
 
-The Predictor opens one with `open_backend`; ONNX files and timings are cached beside the
-model file, keyed by its sha256 (cache.py). cached_onnx.py finds a cached export that a
-prediction can run without torch. Nothing here imports the CLI or training. The names below
-load on first use (PEP 562), so importing cache.py or cached_onnx.py imports no torch.
+The Predictor opens one with `open_backend`: every backend takes and gives numpy arrays, so an
+onnxruntime session (export/session.py) is one as it stands. ONNX files and timings are
+cached beside the model file, keyed by its sha256 (cache.py). cached_onnx.py finds a cached
+export that a prediction can run without torch. Nothing here imports the CLI or training.
+The names below load on first use (PEP 562), so importing cache.py or cached_onnx.py imports
+no torch.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ def __getattr__(name: str) -> Any:
         from imgcls.predict.backends import base
 
         return getattr(base, name)
-    if name in ("BACKENDS", "DEFAULT_BATCH_SIZES", "open_backend"):
+    if name == "DEFAULT_BATCH_SIZES":
+        from imgcls.predict.backends import timing
+
+        return timing.DEFAULT_BATCH_SIZES
+    if name in ("BACKENDS", "open_backend"):
         from imgcls.predict.backends import choose
 
         return getattr(choose, name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from imgcls.errors import UserError
 from imgcls.export.export_check import PARITY_TOLERANCE
@@ -25,7 +25,6 @@ from imgcls.predict.backends.timing import (
     read_timings,
     write_timings,
 )
-from imgcls.predict.inference import Outputs
 
 # A batch this large or larger is timed at TIMED_BATCH_CAP: the ranking is the same and the
 # first load of a big network does not spend minutes on it.
@@ -38,7 +37,7 @@ class AutoBackend:
     name = "auto"
 
     def __init__(self, candidates: dict[str, Factory], *, batch_sizes: Sequence[int],
-                 timings_file: Path, machine: str, example: torch.Tensor,
+                 timings_file: Path, machine: str, example: np.ndarray,
                  exact: set[str]) -> None:
         """`candidates`: name -> builder, eager "torch" first (the parity reference);
         `example`: pixels [B, C, H, W] for timing; `exact`: candidates held to parity."""
@@ -51,18 +50,19 @@ class AutoBackend:
         self.chosen = {size: fastest(self.timings, size) for size in sizes}
         self.backends = {name: candidates[name]() for name in set(self.chosen.values())}
 
-    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
-        size = max(1, min(batch_size, len(images)))
-        return self.backends[self.choice(size)].outputs(images, batch_size)
+    def outputs(self, pixels: np.ndarray,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        size = max(1, min(batch_size, len(pixels)))
+        return self.backends[self.choice(size)].outputs(pixels, batch_size)
 
     def choice(self, size: int) -> str:
         return self.chosen[nearest(list(self.chosen), size)]
 
 
-def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Tensor,
+def measure(candidates: dict[str, Factory], sizes: list[int], example: np.ndarray,
             exact: set[str]) -> Timings:
     timings: Timings = {}
-    reference: torch.Tensor | None = None
+    reference: np.ndarray | None = None
     for name, build in candidates.items():  # one at a time: only one held in memory
         try:
             backend = build()
@@ -71,10 +71,10 @@ def measure(candidates: dict[str, Factory], sizes: list[int], example: torch.Ten
                 raise  # eager torch itself: nothing to compare against
             timings[name] = {}  # e.g. a damaged cached export: recorded, never chosen
             continue
-        output = backend.outputs(example[: max(sizes)], max(sizes)).probabilities
+        output = backend.outputs(example[: max(sizes)], max(sizes))[0]
         if reference is None:
             reference = output
-        elif name in exact and (output - reference).abs().max().item() > PARITY_TOLERANCE:
+        elif name in exact and float(np.abs(output - reference).max()) > PARITY_TOLERANCE:
             timings[name] = {}  # not the same function: recorded, never chosen
             continue
         timings[name] = {size: median_ms(lambda b=backend, s=size: b.outputs(

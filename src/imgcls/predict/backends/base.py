@@ -6,21 +6,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import torch
+import numpy as np
 from torch import nn
 
 from imgcls.data.normalize import Normalizer
 from imgcls.modelfile.card import ModelCard
-from imgcls.predict.inference import Outputs
 from imgcls.runtime import RuntimeChoice
 
 
 class Backend(Protocol):
+    """numpy in and out, so an onnxruntime session (export/session.py, OnnxRunner) is one
+    as it stands; the torch backends convert at their edge (Outputs.to_numpy)."""
+
     name: str
 
-    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
-        """Probabilities [N, K] and familiarity [N] (float32, CPU) for uint8 (or 0..255
-        float) pixels."""
+    def outputs(self, pixels: np.ndarray,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, K] and familiarity [N] (float32; None: an export without it)
+        for uint8 (or 0..255 float) pixels [N, C, H, W]."""
         ...
 
 

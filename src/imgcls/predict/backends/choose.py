@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from imgcls.errors import UserError
@@ -13,14 +14,13 @@ from imgcls.export.cache import BackendCache, cache_for
 from imgcls.export.export_check import PARITY_TOLERANCE, record_parity
 from imgcls.export.int8_trust import int8_verdict
 from imgcls.export.onnx_file import export_available, write_fp32_onnx
+from imgcls.export.session import OnnxRunner
 from imgcls.predict.backends.auto import TIMED_BATCH_CAP, AutoBackend, Factory
 from imgcls.predict.backends.base import Backend, BackendInputs
-from imgcls.predict.backends.onnx_backend import OnnxBackend
-from imgcls.predict.backends.timing import machine_key
+from imgcls.predict.backends.timing import DEFAULT_BATCH_SIZES, machine_key
 from imgcls.predict.backends.torch_backends import EagerTorch, FoldedTorch, JitTorch
 
 BACKENDS = ("auto", "torch", "torch-folded", "torch-jit", "onnx", "onnx-int8")
-DEFAULT_BATCH_SIZES = (1, 256)
 _CPU_ONLY = {"torch-jit", "onnx", "onnx-int8"}  # oneDNN prepacking; onnxruntime's CPU provider
 _PARITY_IMAGES = 4  # seeded random images an explicitly chosen backend is checked on
 _log = logging.getLogger("imgcls")
@@ -67,12 +67,17 @@ def _factories(inputs: BackendInputs, cache: _LazyCache) -> dict[str, Factory]:
         "torch": lambda: EagerTorch(inputs),
         "torch-folded": lambda: FoldedTorch(inputs),
         "torch-jit": lambda: JitTorch(inputs),
-        "onnx": lambda: OnnxBackend(fp32_onnx(cache.get(), inputs.model_file), "onnx",
-                                    threads=threads),
+        "onnx": lambda: cached_runner(fp32_onnx(cache.get(), inputs.model_file), "onnx",
+                                      threads),
         # Built only after _int8_trusted (explicit) or int8_passed (auto) said it may run here.
-        "onnx-int8": lambda: OnnxBackend(cache.get().path("int8.onnx"), "onnx-int8",
-                                         threads=threads),
+        "onnx-int8": lambda: cached_runner(cache.get().path("int8.onnx"), "onnx-int8", threads),
     }
+
+
+def cached_runner(path: Path, name: str, threads: int) -> OnnxRunner:
+    """An export in the backend cache as a backend: a broken one is rebuilt, not re-exported."""
+    return OnnxRunner(path, threads=threads, name=name,
+                      broken_hint="delete it and load again to rebuild it")
 
 
 def fp32_onnx(cache: BackendCache, model_file: Path) -> Path:
@@ -101,20 +106,21 @@ def int8_passed(cache: BackendCache) -> bool:
 
 def check_parity(backend: Backend, inputs: BackendInputs, cache: _LazyCache) -> None:
     pixels = seeded_pixels(inputs, _PARITY_IMAGES)
-    expected = EagerTorch(inputs).outputs(pixels, _PARITY_IMAGES).probabilities
-    found = backend.outputs(pixels, _PARITY_IMAGES).probabilities
-    difference = (found - expected).abs().max().item()
+    expected = EagerTorch(inputs).outputs(pixels, _PARITY_IMAGES)[0]
+    found = backend.outputs(pixels, _PARITY_IMAGES)[0]
+    difference = float(np.abs(found - expected).max())
     if difference > PARITY_TOLERANCE:
         raise UserError(f"--backend {backend.name} gives probabilities {difference:.1e} away "
                         f"from eager torch (more than {PARITY_TOLERANCE:g}); use --backend torch")
     if backend.name == "onnx":  # what a torch-free prediction re-checks on another CPU kind
-        record_parity(cache.get(), pixels.numpy(), expected.numpy())
+        record_parity(cache.get(), pixels, expected)
 
 
-def seeded_pixels(inputs: BackendInputs, count: int) -> torch.Tensor:
+def seeded_pixels(inputs: BackendInputs, count: int) -> np.ndarray:
+    """uint8 pixels [count, C, H, W], the same on every machine (torch's generator)."""
     generator = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (count, *inputs.card.input.chw), generator=generator,
-                         dtype=torch.uint8)
+                         dtype=torch.uint8).numpy()
 
 
 def _auto(inputs: BackendInputs, batch_sizes: Sequence[int]) -> Backend:

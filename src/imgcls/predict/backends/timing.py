@@ -22,6 +22,9 @@ from imgcls.utils.files import write_json
 
 Timings = dict[str, dict[int, float]]  # backend -> batch size -> median ms per batch
 MIN_RUNS, BUDGET_S = 3, 1.0  # per backend and batch size, after one warm-up run
+# The batch sizes a Predictor's backend is chosen for when its caller names none: one image,
+# and a full batch. Here, torch-free, so the Predictor's module reads it without torch.
+DEFAULT_BATCH_SIZES = (1, 256)
 
 
 def machine_key(threads: int) -> str:

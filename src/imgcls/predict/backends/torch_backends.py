@@ -4,7 +4,8 @@ the convolutions before it, or as a frozen TorchScript graph.
 Measured on resnet18 / vgg11_bn, 32 px, 1 thread (AVX512 EPYC), batch 256: folding alone
 0.85x / 0.82x of eager's time; TorchScript freeze + optimize_for_inference (which folds too and
 prepacks oneDNN weights) 0.41x / 0.72x, but 1.1-1.2x at batch 1, so both stay candidates and
-`auto` picks per batch size.
+`auto` picks per batch size. Each takes and gives numpy arrays, as every backend does
+(base.py); the tensors share the arrays' memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import copy
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
@@ -29,13 +31,13 @@ class EagerTorch:
     def __init__(self, inputs: BackendInputs) -> None:
         self.inputs = inputs
 
-    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
+    def outputs(self, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         runtime = self.inputs.runtime
         return predict_outputs(
-            self.inputs.model, self.inputs.normalizer, images, batch_size=batch_size,
-            device=runtime.device, channels_last=runtime.channels_last,
+            self.inputs.model, self.inputs.normalizer, torch.from_numpy(pixels),
+            batch_size=batch_size, device=runtime.device, channels_last=runtime.channels_last,
             familiarity_scale=self.inputs.card.familiarity_scale,
-        )
+        ).to_numpy()
 
 
 class _PixelsToLogits(nn.Module):
@@ -64,8 +66,8 @@ class FoldedTorch:
         self.module = _PixelsToLogits(inputs, place_like(fold_batchnorm(inputs.model), inputs))
         self.scale = inputs.card.familiarity_scale
 
-    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
-        return run_chunks(self.module, images, batch_size, self.device, scale=self.scale)
+    def outputs(self, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        return run_chunks(self.module, pixels, batch_size, self.device, scale=self.scale)
 
 
 class JitTorch:
@@ -83,10 +85,10 @@ class JitTorch:
             self.module = _optimized_if_it_runs(
                 lambda: torch.jit.freeze(torch.jit.trace(wrapped, example)), example)
 
-    def outputs(self, images: torch.Tensor, batch_size: int) -> Outputs:
+    def outputs(self, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         # no_grad, not inference_mode: frozen graphs reject inference tensors as inputs.
         with torch.no_grad():
-            return run_chunks(self.module, images, batch_size, self.device, inference=False,
+            return run_chunks(self.module, pixels, batch_size, self.device, inference=False,
                               scale=self.scale)
 
 
@@ -118,13 +120,13 @@ def place_like(model: nn.Module, inputs: BackendInputs) -> nn.Module:
     return inputs.runtime.place(model)
 
 
-def run_chunks(module: nn.Module | torch.jit.ScriptModule, images: torch.Tensor,
+def run_chunks(module: nn.Module | torch.jit.ScriptModule, pixels: np.ndarray,
                batch_size: int, device: torch.device, *, inference: bool = True,
-               scale: float = 1.0) -> Outputs:
+               scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     outputs = []
     context = torch.inference_mode() if inference else torch.no_grad()
     with context:
-        for chunk in images.split(max(batch_size, 1)):
+        for chunk in torch.from_numpy(pixels).split(max(batch_size, 1)):
             logits = module(chunk.to(device, non_blocking=True).float())
             outputs.append(Outputs.of_logits(logits, scale))
-    return Outputs.joined(outputs)
+    return Outputs.joined(outputs).to_numpy()
