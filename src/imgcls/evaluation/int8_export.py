@@ -25,8 +25,7 @@ from imgcls.export.int8_record import (
 )
 from imgcls.export.quantize import SCHEME, quantize_int8
 from imgcls.modelfile.artifact import model_file, read_card
-from imgcls.predict.backends.choose import fp32_onnx
-from imgcls.predict.backends.onnx_backend import OnnxBackend
+from imgcls.predict.backends.choose import cached_runner, fp32_onnx
 from imgcls.utils.cpus import cpu_kind
 
 CALIBRATION_IMAGES = 512  # from the training split, evenly spread over it
@@ -52,9 +51,9 @@ def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | Non
     cache = cache_for(file)
     int8_path = quantize_int8(fp32_onnx(cache, file), cache.path("int8.onnx"),
                               images[torch.as_tensor(spread(train, CALIBRATION_IMAGES))])
-    int8 = OnnxBackend(int8_path, "onnx-int8", threads=torch.get_num_threads())
+    int8 = cached_runner(int8_path, "onnx-int8", threads=torch.get_num_threads())
     test_images = images[torch.as_tensor(fp32.indices)]
-    int8_probabilities = int8.outputs(test_images, 256).probabilities.numpy()
+    int8_probabilities = int8.probabilities(test_images.numpy(), 256)
     check = Int8Check(
         samples=len(labels), data=fp32.metrics["data"],
         top1_agreement=float(np.mean(int8_probabilities.argmax(1)
