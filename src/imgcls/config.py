@@ -2,6 +2,11 @@
 
 A run directory's `config.yaml` is this dataclass written out; loading it back and
 training again repeats the run.
+
+A TrainConfig is frozen: what a run leaves open (--model auto, the default recipe,
+--init-from, ...) is decided once, before the first step, by training/settle.py, which makes
+changed copies with dataclasses.replace; training only reads the settled config, so the
+config.yaml written from it is what the run did.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
 _CLOCK = re.compile(r"(?:(\d+):)?(\d+):(\d{1,2}(?:\.\d*)?)")  # 1:30:00, 90:00
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # data
     data: str = "digits"  # folder, CSV, or a built-in name (digits, fashion-mnist, mnist, cifar10)
@@ -239,12 +244,10 @@ class TrainConfig:
             values = {**load_recipe(recipe), **values}
         return cls(**values, given=frozenset(values))
 
-    def apply_recipe(self, settings: dict[str, Any]) -> list[str]:
-        """Take a recipe's settings where none was given; returns the names taken."""
+    def with_recipe(self, settings: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
+        """A copy that takes a recipe's settings where none was given, and the names taken."""
         taken = [name for name in settings if name not in self.given]
-        for name in taken:
-            setattr(self, name, settings[name])
-        return taken
+        return dataclasses.replace(self, **{name: settings[name] for name in taken}), taken
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

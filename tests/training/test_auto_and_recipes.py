@@ -17,7 +17,8 @@ from imgcls.errors import UserError
 from imgcls.recipes import list_recipes, load_recipe, recipe_name
 from imgcls.training import auto_model
 from imgcls.training.auto_model import choose
-from imgcls.training.components import architecture_of, resolve_tta
+from imgcls.training.components import architecture_of
+from imgcls.training.settle import resolve_tta
 
 CPU = torch.device("cpu")
 
@@ -139,7 +140,7 @@ def test_a_budget_too_short_for_two_epochs_of_half_width_vgg_small_trains_lenet5
 def test_tta_hflip_only_where_a_mirror_is_the_same_class(hflip_ok: bool, kept: str) -> None:
     config = TrainConfig(data="digits", tta="hflip")
     console = Console(record=True, width=200)
-    resolve_tta(config, SimpleNamespace(hflip_ok=hflip_ok), console)
+    config = resolve_tta(config, SimpleNamespace(hflip_ok=hflip_ok), console)
     assert config.tta == kept
     said = console.export_text()
     assert ("tta: hflip off — a mirror image of digits can be another class" in said) is (

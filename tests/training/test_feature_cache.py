@@ -16,6 +16,7 @@ from torch import nn
 import imgcls
 import imgcls.training.components as training_components
 import imgcls.training.feature_cache as feature_cache
+import imgcls.training.settle as settle
 from imgcls.cli import main
 from imgcls.config import TrainConfig
 from imgcls.data.augment import build_augment, preset
@@ -109,7 +110,7 @@ def test_cached_features_under_tta_validate_as_the_full_model(
     as the saved model predicts, and still trains on each train image once."""
     # Digits turn --tta off (a mirrored digit is another picture); the arithmetic tested here
     # does not care, so it stays on.
-    monkeypatch.setattr(training_components, "resolve_tta", lambda *args: None)
+    monkeypatch.setattr(settle, "resolve_tta", lambda config, *args: config)
     seen = _count_backbone_images(monkeypatch)
     cached = _frozen_run(digits_run, tmp_path / "cached", tta="hflip")
     split = json.loads((cached / "split.json").read_text())

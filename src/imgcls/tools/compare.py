@@ -103,7 +103,7 @@ def _write_split(config: TrainConfig, output: Path, console: Console) -> Path:
 def _train_one(
     config: TrainConfig, run_dir: Path, overwrite: bool, show_progress: bool, console: Console
 ) -> Row:
-    config.output = str(run_dir)
+    config = replace(config, output=str(run_dir))
     started = time.perf_counter()
     try:
         train(config, overwrite=overwrite, show_progress=show_progress, console=console)

@@ -115,6 +115,7 @@ def _range_test(
     recipe, network and optimizer; --deterministic holds and a streamed data set streams."""
     run_dir.mkdir(parents=True, exist_ok=True)
     parts = build_components(config, run_dir, console)
+    config = parts.config  # settled: --model auto resolved, the recipe applied
     runtime, model, optimizer, scaler = parts.runtime, parts.model, parts.optimizer, parts.scaler
     model.train()
     console.print(f"lr range test: {config.model} on {config.data}, {steps} steps of "

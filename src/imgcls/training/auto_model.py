@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -128,8 +128,8 @@ def training_rate(
 def resolve_auto_model(
     config: TrainConfig, data: PreparedData, device: torch.device, console: Console,
     started: float | None = None,
-) -> None:
-    """Resolve --model auto in place (config.yaml then records the choice). With a
+) -> TrainConfig:
+    """`config` with --model auto resolved (config.yaml then records the choice). With a
     --time-budget that began at `started` (time.time()), what is left of it decides."""
     image_set = data.image_set
     budget = parse_duration(config.time_budget) if config.time_budget else None
@@ -137,21 +137,20 @@ def resolve_auto_model(
         budget = max(0.0, budget - (time.time() - started))
     photos = not is_small_input(image_set.image_size)
     if photos or config.pretrained_weights is not None:
-        _resolve_photo_model(config, data, device, console, budget)
-        return
+        return _resolve_photo_model(config, data, device, console, budget)
     choice = choose(image_size=image_set.image_size, channels=image_set.channels,
                     num_classes=len(image_set.class_names), train_images=len(data.split.train),
                     budget_seconds=budget, device=device, precision=config.precision,
                     batch_size=config.batch_size)
-    config.model, config.width = choice.model, config.width or choice.width
     width = f" --width {choice.width:g}" if choice.width else ""
     console.print(f"model auto: {choice.model}{width} ({choice.reason})")
+    return replace(config, model=choice.model, width=config.width or choice.width)
 
 
 def _resolve_photo_model(
     config: TrainConfig, data: PreparedData, device: torch.device, console: Console,
     budget: float | None,
-) -> None:
+) -> TrainConfig:
     """Photos, or --pretrained given: a network with ImageNet weights when a file is at hand
     (auto_pretrained), fine-tuned whole unless the budget buys under MIN_FINE_TUNE_EPOCHS of
     that, when only its head trains, on cached features."""
@@ -159,20 +158,19 @@ def _resolve_photo_model(
     choice = choose_pretrained(config.pretrained, channels=image_set.channels,
                                image_size=image_set.image_size,
                                num_classes=len(image_set.class_names))
-    config.model = choice.model
-    config.pretrained = choice.weights or NO_PRETRAINED
+    config = replace(config, model=choice.model, pretrained=choice.weights or NO_PRETRAINED)
     console.print(f"model auto: {choice.model} ({choice.reason})")
     if choice.weights is None or budget is None or config.freeze_backbone:
-        return
+        return config
     rate = training_rate(choice.model, 1.0, image_size=image_set.image_size,
                          channels=image_set.channels, num_classes=len(image_set.class_names),
                          device=device, precision=config.precision,
                          batch_size=config.batch_size)
     epochs = budget * TRAINING_SHARE * rate / max(1, len(data.split.train))
     if epochs >= MIN_FINE_TUNE_EPOCHS:
-        return
-    config.freeze_backbone = True
-    if "augment" not in config.given:  # unchanging pixels let the head train on cached features
-        config.augment = "none"
+        return config
     console.print(f"model auto: the budget buys {epochs:.1f} epochs of the whole network;"
                   f" training its head only, on cached features")
+    # Unchanging pixels let the head train on cached features.
+    augment = config.augment if "augment" in config.given else "none"
+    return replace(config, freeze_backbone=True, augment=augment)

@@ -32,8 +32,6 @@ from imgcls.models import (
     load_compatible,
     load_pretrained,
 )
-from imgcls.models.layers import is_small_input
-from imgcls.recipes import default_recipe, load_recipe
 from imgcls.runtime import (
     RuntimeChoice,
     pick_device,
@@ -41,11 +39,10 @@ from imgcls.runtime import (
     seed_everything,
     set_threads,
 )
-from imgcls.training.auto_model import AUTO, resolve_auto_model
+from imgcls.training.auto_model import AUTO
 from imgcls.training.distributed import Distributed, check_sync_bn, device_for
 from imgcls.training.head_first import (
     EXTRACT_BATCH,
-    FINE_TUNE_LR_SHARE,
     HEAD_FIT_IMAGES,
     discriminative_scales,
     fine_tunes_pretrained,
@@ -53,6 +50,7 @@ from imgcls.training.head_first import (
     imagenet_stats,
 )
 from imgcls.training.optim import build_optimizer
+from imgcls.training.settle import resolve_init_from, settle
 from imgcls.utils.cpus import usable_cpus
 from imgcls.utils.files import write_json, write_text
 
@@ -64,6 +62,7 @@ STATS_SAMPLE = 5000
 class Components:
     """What the training loop and the lr range test both work on, set up the same way."""
 
+    config: TrainConfig  # settled (training/settle.py): what the rest was built from
     runtime: RuntimeChoice
     data: PreparedData
     architecture: Architecture
@@ -79,9 +78,10 @@ def build_components(
     config: TrainConfig, run_dir: Path, console: Console, *, reuse_split: bool = False,
     info: Distributed | None = None, started: float | None = None,
 ) -> Components:
-    """Threads, determinism, seeds, data, --model auto, the default recipe, the runtime
-    choices, the network and its optimizer. Resolves `config` in place (model, recipe).
-    `started`: when a --time-budget began (what is left of it picks the auto model)."""
+    """Threads, determinism, seeds, data, the settled config (--model auto, the default
+    recipe, ...: settle), the runtime choices, the network and its optimizer; the settled
+    config is Components.config. `started`: when a --time-budget began (what is left of it
+    picks the auto model)."""
     info = info or Distributed()
     set_threads(config.threads)
     set_determinism(config.deterministic)
@@ -90,23 +90,18 @@ def build_components(
     # Picked before the network is known: --model auto times its candidates on it.
     device = device_for(info, pick_device(config.device))
     check_sync_bn(config.sync_bn and info.enabled, device)
+    config = resolve_init_from(config)  # the file may decide the images' channels and size
     if config.model != AUTO:
         get_spec(config.model)  # an unknown name fails before the data is loaded
     data = prepare_data(config, run_dir, console, reuse_split=reuse_split,
                         write_files=info.is_main)
-    if config.model == AUTO:
-        resolve_auto_model(config, data, device, console, started)
-    if config.recipe is None:
-        apply_default_recipe(config, data.image_set.image_size, console)
-    resolve_tta(config, data.image_set, console)
+    config = settle(config, data, device=device, console=console, started=started)
     use_pretrained_normalization(config, data)
     runtime = resolve(config, get_spec(config.model), device=device)
     architecture = architecture_of(config, data.image_set)
     model = runtime.place(build_model(config, architecture, data.image_set.class_names, console))
     normalizer = Normalizer(data.stats).to(device)
     fine_tuning = fine_tunes_pretrained(config)
-    if fine_tuning and config.lr is None:  # config.yaml records the rate it used
-        config.lr = config.resolved_lr * FINE_TUNE_LR_SHARE
     if fine_tuning and not reuse_split:  # a resumed run's head is in its state already
         fit_head(model, get_spec(config.model).head, head_fit_batches(data, config.seed),
                  normalizer, runtime, console, len(data.image_set.class_names))
@@ -114,7 +109,7 @@ def build_components(
               if fine_tuning else None)
     train_indices = torch.as_tensor(data.split.train, dtype=torch.long)
     return Components(
-        runtime=runtime, data=data, architecture=architecture, model=model,
+        config=config, runtime=runtime, data=data, architecture=architecture, model=model,
         normalizer=normalizer,
         optimizer=build_optimizer(model, config, scales),
         # Loss scaling is only needed for fp16, whose range underflows small gradients.
@@ -148,17 +143,6 @@ def set_determinism(deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = not deterministic
-
-
-def apply_default_recipe(config: TrainConfig, image_size: int, console: Console) -> None:
-    """On small images, the model's measured recipe supplies the settings left open."""
-    name = default_recipe(config.model) if is_small_input(image_size) else None
-    config.recipe = name or "none"  # config.yaml records it; a repeat applies nothing new
-    if name is None:
-        return
-    taken = config.apply_recipe(load_recipe(name))
-    if taken:
-        console.print(f"recipe {name}: {', '.join(f'{k}={getattr(config, k)}' for k in taken)}")
 
 
 @dataclass
@@ -308,49 +292,6 @@ def report_skipped(
         f"[yellow]warning:[/] skipped {len(image_set.skipped)} unreadable file(s); "
         f"the list is in {listing}"
     )
-
-
-# --model values that leave the choice open: with --init-from, the file's network is taken.
-OPEN_MODEL_CHOICES = ("auto", None)
-
-
-def resolve_init_from(config: TrainConfig) -> None:
-    """With --init-from FILE, settings the user left open come from the file's architecture:
-    the model (when --model is auto or not given), channels and image size, and, for the same
-    model, width, activation, dropout and test-time augmentation; so the file's weights fit.
-    In place, before the run directory and config.yaml are written: config.yaml records what
-    was taken."""
-    if not config.init_from:
-        return
-    try:
-        architecture = read_card(config.init_from).architecture
-    except UserError as error:
-        raise UserError(f"--init-from: {error}") from None
-    kwargs = architecture.kwargs
-    if config.model in OPEN_MODEL_CHOICES:
-        config.model = architecture.name
-    taken = {"model": architecture.name, "channels": kwargs.get("in_channels"),
-             "image_size": kwargs.get("image_size")}
-    if config.model == architecture.name:  # another network keeps its own of these
-        taken.update({name: kwargs.get(name) for name in ("width", "activation", "dropout")})
-        if "tta" not in config.given:  # test-time augmentation is the file's too
-            config.tta = kwargs.get("tta", "none")
-            config.given = config.given | {"tta"}
-    for name, value in taken.items():
-        if getattr(config, name) is None:
-            setattr(config, name, value)
-    # What the file decided counts as given: a model's default recipe must not override it.
-    config.given = config.given | set(taken)
-
-
-def resolve_tta(
-    config: TrainConfig, image_set: ImageSet | StreamingImageSet, console: Console
-) -> None:
-    """--tta hflip only where a mirror image is the same class; in place, so config.yaml
-    records what the run did."""
-    if config.tta == "hflip" and not image_set.hflip_ok:
-        console.print(f"tta: hflip off — a mirror image of {config.data} can be another class")
-        config.tta = "none"
 
 
 def architecture_of(

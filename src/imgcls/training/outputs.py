@@ -54,7 +54,7 @@ def model_card(run: Run, metrics: dict[str, Any], trust: TrustRecord | None = No
         input=InputShape(*run.input_shape),
         normalization=run.data.stats,
         metrics=metrics,
-        training=TrainingRecord(run.config.to_dict(), run.best.best_epoch),
+        training=TrainingRecord(run.recorded_config.to_dict(), run.best.best_epoch),
         data=DataRecord(run.data.image_set.source, run.data.split.content_hash,
                         fixes=run.data.fixes),
         runtime=RuntimeRecord(channels_last=run.channels_last,

@@ -64,9 +64,8 @@ def measured_validation(run: Run, seconds: float) -> None:
 
 def _apply(run: Run) -> None:
     assert run.budget is not None
+    # The plan is the budget's; config.yaml records it as epochs (Run.recorded_config).
     run.schedule.set_total_steps(run.budget.total_steps)
-    # config.yaml then repeats the run by its epochs, with no budget to re-plan them.
-    run.config.epochs = round(run.budget.epochs, 4)
 
 
 def announce_estimate(run: Run, step_s: float, val_s: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class Position:
 
 @dataclass
 class Run:
+    # Settled and frozen (training/settle.py): read only. What changes while training (a
+    # --time-budget's plan) lives in the fields below.
     config: TrainConfig
     run_dir: Path
     console: Console
@@ -103,6 +105,14 @@ class Run:
         return -(-self.total_steps // self.steps_per_epoch)
 
     @property
+    def recorded_config(self) -> TrainConfig:
+        """What config.yaml and the model card record: the settled config, with the epochs a
+        --time-budget planned (re-planned while training: the budget's, not the config's)."""
+        if self.budget is None:
+            return self.config
+        return replace(self.config, epochs=round(self.budget.epochs, 4))
+
+    @property
     def eval_model(self) -> nn.Module:
         """The weights that are evaluated and saved: the EMA average when it is on."""
         return self.ema.module if self.ema is not None else self.model
@@ -116,10 +126,12 @@ def assemble(
     info: Distributed | None = None,
     started: float | None = None,
 ) -> Run:
-    """The run `config` describes; `started` (time.time()) is when a --time-budget began."""
+    """The run `config` describes, with its settled config as Run.config; `started`
+    (time.time()) is when a --time-budget began."""
     info = info or Distributed()
     parts = build_components(config, run_dir, console, reuse_split=resume_state is not None,
                              info=info, started=started)
+    config = parts.config
     data, model, device = parts.data, parts.model, parts.runtime.device
     # A streamed data set is decoded batch by batch in the loop, never held whole.
     train_images = (None if data.streaming

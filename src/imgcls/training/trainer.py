@@ -38,7 +38,7 @@ from imgcls.predict.backends.prepare import cache_fp32_export
 from imgcls.predict.inference import predict_probabilities
 from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
-from imgcls.training.components import report_skipped, resolve_init_from
+from imgcls.training.components import report_skipped
 from imgcls.training.feature_cache import cached_probabilities
 from imgcls.training.head_first import fine_tunes_pretrained, keep_pretrained_statistics
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
@@ -56,6 +56,7 @@ from imgcls.training.run import (
     checkpoint,
     epoch_batches,
 )
+from imgcls.training.settle import resolve_init_from
 from imgcls.training.state import load_state, save_state
 from imgcls.utils.files import append_line, write_text
 
@@ -76,7 +77,9 @@ def train(
     line passes its process's start."""
     started = started if started is not None else time.time()
     config.validate()
-    resolve_init_from(config)  # before the run directory is named after the model
+    # Settling starts here: the run directory is named after the model, which the --init-from
+    # file may decide; build_components settles the rest (training/settle.py).
+    config = resolve_init_from(config)
     info = distributed.from_environment()
     run_dir = None
     if info.is_main:
@@ -84,11 +87,11 @@ def train(
         write_text(RunDir(run_dir).config, config.to_yaml())
     # Rank 0 picks the directory (runs/x-2 when runs/x exists); every rank uses that one.
     run_dir = Path(distributed.share(str(run_dir), info))
-    config.output = str(run_dir)
+    config = dataclasses.replace(config, output=str(run_dir))
     run = assemble(config, run_dir, _console(console, info), resume_state=None, info=info,
                    started=started)
     run.on_epoch = on_epoch
-    if config.time_budget:
+    if run.config.time_budget:
         plan_budget(run, _train_step, started)
     if info.is_main:  # what auto and the budget resolved: the file repeats this run
         _write_config(run)
@@ -96,12 +99,12 @@ def train(
 
 
 def _write_config(run: Run) -> None:
-    """config.yaml with everything resolved; a budget's plan becomes plain epochs."""
+    """config.yaml: the settled config; a budget's plan becomes plain epochs."""
     header = ""
     if run.budget is not None:
         header = (f"# epochs planned by --time-budget {run.budget.seconds:g}s; "
                   f"this file repeats them without a budget\n")
-    resolved = dataclasses.replace(run.config, time_budget=None)
+    resolved = dataclasses.replace(run.recorded_config, time_budget=None)
     write_text(RunDir(run.run_dir).config, header + resolved.to_yaml())
 
 
@@ -124,7 +127,7 @@ def resume(
         raise UserError(f"{run_dir} has no last.pt to resume from; pass a run directory")
     config = TrainConfig.from_yaml(RunDir(run_dir).config)
     if epochs is not None:
-        config.epochs = epochs
+        config = dataclasses.replace(config, epochs=epochs)
     config.validate()
     # Before anything is written: a damaged last.pt, or one saved with other settings than
     # config.yaml, is a UserError naming the file.
@@ -132,8 +135,11 @@ def resume(
     info = distributed.from_environment()
     if info.is_main:
         _remove_partial_writes(run_dir)
-        write_text(RunDir(run_dir).config, config.to_yaml())
     run = assemble(config, run_dir, _console(console, info), resume_state=state, info=info)
+    if info.is_main:
+        # The settled config: config.yaml's own, unless an older version wrote it with settings
+        # left open; the checkpoints from now on carry the settled one's fingerprint.
+        write_text(RunDir(run_dir).config, run.config.to_yaml())
     return _loop(run, show_progress and info.is_main)
 
 
