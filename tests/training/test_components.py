@@ -11,7 +11,7 @@ import torch
 from imgcls.config import TrainConfig
 from imgcls.data.stream import StreamingImageSet
 from imgcls.tools import lr_find
-from imgcls.training import components
+from imgcls.training import components, prepared_data
 
 from imagefolder import write_folder
 
@@ -44,7 +44,7 @@ def test_lr_find_streams_a_large_folder(monkeypatch: pytest.MonkeyPatch,
     def whole_split(*_: object) -> None:
         raise AssertionError("the lr range test decoded a whole split")
 
-    monkeypatch.setattr(components.PreparedData, "subset", whole_split)
+    monkeypatch.setattr(prepared_data.PreparedData, "subset", whole_split)
     config = TrainConfig(data=str(shapes), model="lenet5", image_size=32, batch_size=8,
                          cache_limit=1e-6, workers=0, threads=1, precision="fp32")
     built: list[components.Components] = []

@@ -29,7 +29,7 @@ from imgcls.tools.common import (
     new_figure,
     save_figure,
 )
-from imgcls.training.components import prepare_data
+from imgcls.training.prepared_data import prepare_data
 from imgcls.training.trainer import train
 from imgcls.utils.files import write_text
 

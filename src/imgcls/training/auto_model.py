@@ -27,7 +27,7 @@ from imgcls.runtime import Requested, resolve
 from imgcls.training.auto_pretrained import SCRATCH_MODEL, choose_pretrained
 
 if TYPE_CHECKING:
-    from imgcls.training.components import PreparedData
+    from imgcls.training.prepared_data import PreparedData
 
 AUTO = "auto"
 SMALL_IMAGE_MODEL = "vgg_small"

@@ -21,15 +21,11 @@ from imgcls.modelfile.card import Architecture
 from imgcls.modelfile.rundir import RunDir
 from imgcls.runtime import RuntimeChoice, seed_everything
 from imgcls.training.budget import Budget
-from imgcls.training.components import (
-    PreparedData,
-    build_components,
-    class_counts,
-    warn_if_imbalanced,
-)
+from imgcls.training.components import build_components
 from imgcls.training.distributed import Distributed, shard
 from imgcls.training.early_stop import BestTracker
 from imgcls.training.feature_cache import FrozenHead, cached_batches, plan
+from imgcls.training.prepared_data import PreparedData, class_counts, warn_if_imbalanced
 from imgcls.training.schedule import Schedule
 from imgcls.training.state import restore_rng_state
 

@@ -34,7 +34,7 @@ from imgcls.training.head_first import FINE_TUNE_LR_SHARE, fine_tunes_pretrained
 if TYPE_CHECKING:
     from imgcls.data.sources import ImageSet
     from imgcls.data.stream import StreamingImageSet
-    from imgcls.training.components import PreparedData
+    from imgcls.training.prepared_data import PreparedData
 
 # --model values that leave the choice open: with --init-from, the file's network is taken.
 OPEN_MODEL_CHOICES = ("auto", None)

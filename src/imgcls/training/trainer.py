@@ -38,7 +38,6 @@ from imgcls.predict.backends.prepare import cache_fp32_export
 from imgcls.predict.inference import predict_probabilities
 from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
-from imgcls.training.components import report_skipped
 from imgcls.training.feature_cache import cached_probabilities
 from imgcls.training.head_first import fine_tunes_pretrained, keep_pretrained_statistics
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
@@ -48,6 +47,7 @@ from imgcls.training.pacing import (
     plan_budget,
     replan,
 )
+from imgcls.training.prepared_data import report_skipped
 from imgcls.training.run import (
     Position,
     Run,
