@@ -146,6 +146,23 @@ def test_cli_quarantine_and_restore(bad_root: Path, tmp_path: Path,
     assert "no quarantine manifest" in capsys.readouterr().err
 
 
+def test_cli_refused_quarantine_comes_after_the_report(bad_root: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """The scan's report (and its JSON file) is kept when the quarantine is refused."""
+    before = tree_digest(bad_root)
+    report_file = tmp_path / "report.json"
+    assert run_data_cli(["data", "check", str(bad_root), "--report", str(report_file),
+                         "--quarantine", str(bad_root / "quarantine")], monkeypatch) == 2
+    captured = capsys.readouterr()
+    assert "bad\\xff.jpg" in captured.out
+    assert "report written to" in captured.out.split("bad\\xff.jpg")[-1]  # after the tables
+    assert report_file.is_file()
+    error = captured.err.strip().splitlines()
+    assert len(error) == 1 and "inside the data" in error[0]
+    assert tree_digest(bad_root) == before
+
+
 def test_a_version_1_manifest_still_restores(bad_root: Path, tmp_path: Path) -> None:
     """Manifests written before the root was recorded: it is read off their entries."""
     before = tree_digest(bad_root)

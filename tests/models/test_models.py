@@ -489,6 +489,36 @@ def test_models_bench_measures_on_this_machine(capsys: pytest.CaptureFixture) ->
     assert "fp32" in row and "contiguous" in row  # lenet5's ModelSpec: no bf16, no channels_last
 
 
+def test_catalog_rows_and_the_bench_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """models/catalog.py: typed rows; --bench without names measures the CPU-practical ones,
+    each as its row is read, after `measuring` names it."""
+    from imgcls.models import catalog
+
+    request = catalog.CatalogRequest(image_size=28, channels=1)
+    monkeypatch.setattr(catalog, "list_models", lambda: ["lenet5", "resnet18", "resnet20"])
+    listed = catalog.describe_models(request)
+    assert listed.left_out == []
+    rows = {row.name: row for row in listed.rows}
+    assert rows["resnet20"].parameters == 269_434
+    assert [rows[name].cpu_practical for name in ("lenet5", "resnet18", "resnet20")] == [
+        True, False, True]
+    small = catalog.describe_models(catalog.CatalogRequest(image_size=16))
+    assert small.left_out == [catalog.LeftOut("lenet5", 28), catalog.LeftOut("resnet18", 28)]
+    assert [row.name for row in small.rows] == ["resnet20"]
+
+    events: list[str] = []
+    monkeypatch.setattr(speed, "measure_throughput",
+                        lambda name, **_: events.append(f"measured {name}") or name)
+    bench = catalog.bench_models(request, measuring=lambda name: events.append(name))
+    assert events == []  # nothing measured before the rows are read
+    assert list(bench.rows) == ["lenet5", "resnet20"]
+    assert events == ["lenet5", "measured lenet5", "resnet20", "measured resnet20"]
+    named = catalog.bench_models(catalog.CatalogRequest(names=["resnet18"], image_size=28))
+    assert list(named.rows) == ["resnet18"]  # a named network is measured, practical or not
+    with pytest.raises(UserError, match="must be positive"):
+        catalog.describe_models(catalog.CatalogRequest(seconds=0))
+
+
 def test_measure_throughput_returns_rates() -> None:
     result = speed.measure_throughput("lenet5", image_size=28, channels=1, batch_size=8,
                                       seconds=0.05, warmup_steps=1)

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from imgcls.cli import main
+from imgcls.errors import UserError
 from imgcls.serve.security import is_loopback
+from imgcls.serve.server import check_exposure, run_service
+from imgcls.serve.settings import ServeSettings
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost",
@@ -75,3 +78,17 @@ def test_the_key_from_a_file(digits_run: Path, started: list[Any], tmp_path: Pat
     monkeypatch.setenv("IMGCLS_API_KEY_FILE", str(tmp_path / "missing"))
     assert main(["serve", str(digits_run)]) == 2
     assert "cannot read the API key file" in capsys.readouterr().err
+
+
+def test_the_checks_are_the_serve_packages() -> None:
+    """imgcls.serve.server holds them (cli/serve.py only parses): the warning goes to `say`."""
+    said: list[str] = []
+    exposed = ServeSettings(host="0.0.0.0")
+    with pytest.raises(UserError, match="refusing to serve on 0.0.0.0"):
+        check_exposure(exposed, insecure=False, say=said.append)
+    check_exposure(ServeSettings(host="0.0.0.0", api_key="k"), insecure=False, say=said.append)
+    assert said == []
+    check_exposure(exposed, insecure=True, say=said.append)
+    assert len(said) == 1 and said[0].startswith("imgcls: warning: --insecure")
+    with pytest.raises(UserError, match="serve needs a MODEL"):
+        run_service(None, ServeSettings())

@@ -1,15 +1,21 @@
-"""Command line: argument parsing only; every verb calls the public API.
+"""Command line: each verb parses its flags into plain values, calls the public API
+(imgcls/__init__.py) or the package that owns the work (imgcls.data, imgcls.models,
+imgcls.serve, imgcls.evaluation, imgcls.tools ...), prints what that returns and picks the exit
+code from it. Opening files and models, checks and policies belong to those packages.
 
-Imports go one way, down this list:
+  __init__.py       main(): the whole parser, dispatch (parsing.run); __main__.py runs it
+  train.py          train, eval, calibrate, predict, models
+  data.py           data check | restore | stats | split | preview
+  labels.py         data labels | suggest (added beside data.py's sub-verbs)
+  tools.py          lr-find, compare, tune        serve.py   serve, export
+  explain.py        explain (Grad-CAM overlays)
+  options.py        TrainConfig flags and config_from_args, shared by train, tools and data
+  backend_option.py --backend (predict, eval, serve) and export's --quantize flags
+  parsing.py        Parser (one-line usage errors) and run (one-line user errors, exit 2)
 
-  __init__.py  main(): the whole parser, dispatch (parsing.run)
-  train.py     train, eval, predict, models       data.py   data check|restore|stats|split|preview
-  tools.py     lr-find, compare, tune             serve.py  serve, export
-  explain.py   explain (Grad-CAM overlays)
-  options.py   TrainConfig flags and config_from_args, shared by train, tools and data
-  parsing.py   Parser (one-line usage errors) and run (one-line user errors, exit 2)
-
-A verb module imports options and parsing, never another verb module or this one.
+A verb module imports only options, backend_option and parsing of this package, never
+another verb module nor this one; nothing it imports at the top imports torch, so `imgcls
+--help` starts fast.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`imgcls data check | restore | stats | split | preview`: argument parsing and printing; the
-work is in imgcls.data (the scan in doctor.py, its tables in doctor_report.py, the rest in
-commands.py and quarantine.py).
+work is in imgcls.data (commands.check_source: doctor.py's scan, the JSON report and
+quarantine.py's moves; the tables in doctor_report.py; restore in quarantine.py; the rest in
+commands.py).
 
 `add_commands` adds the `data` verb and returns its own sub-verb action, so more sub-verbs
 can register beside these:
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -57,28 +57,26 @@ def _add_check(data_verbs: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from imgcls.data.doctor import display, scan
+    from imgcls.data.commands import check_source
+    from imgcls.data.doctor import display
     from imgcls.data.doctor_report import print_report
-    from imgcls.data.quarantine import files_to_quarantine, quarantine
-    from imgcls.utils.files import write_json
 
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1; got {args.workers}")
-    report = scan(args.source, workers=args.workers)
+    checked = check_source(args.source, workers=args.workers, report_file=args.report,
+                           quarantine_to=args.quarantine)
     console = Console()
-    print_report(report, console)
-    if args.report:
-        write_json(args.report, report.to_json())
-        console.print(f"report written to {display(args.report)}", markup=False)
-    if args.quarantine and not files_to_quarantine(report):
+    print_report(checked.report, console)
+    if checked.report_file:
+        console.print(f"report written to {display(checked.report_file)}", markup=False)
+    if checked.failure is not None:  # a refused quarantine: said after the report, not instead
+        raise checked.failure
+    if checked.nothing_to_quarantine:
         console.print("no files to quarantine")
-    elif args.quarantine:
-        moved = len(files_to_quarantine(report))
-        manifest = quarantine(report, report.root, Path(args.quarantine))
-        console.print(f"{moved} file(s) with errors moved to {display(str(manifest.parent))};"
-                      f" undo with `imgcls data restore {display(str(manifest))}`",
-                      markup=False)
-    return 1 if report.has_errors else 0
+    elif checked.quarantined is not None:
+        manifest = checked.quarantined.manifest
+        console.print(f"{checked.quarantined.moved} file(s) with errors moved to "
+                      f"{display(str(manifest.parent))}; undo with "
+                      f"`imgcls data restore {display(str(manifest))}`", markup=False)
+    return checked.exit_code
 
 
 def _add_restore(data_verbs: argparse._SubParsersAction) -> None:

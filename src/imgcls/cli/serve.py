@@ -1,6 +1,7 @@
 """`imgcls serve` and `imgcls export`: argument parsing and printing; the work is in
-imgcls.serve, imgcls.export (which export the flags ask for), imgcls.evaluation (the checked
-exports) and imgcls.webapp.
+imgcls.serve (server.run_service: the API key file, the refusal to serve a reachable host
+without a key, uvicorn), imgcls.export (which export the flags ask for), imgcls.evaluation
+(the checked exports) and imgcls.webapp.
 
 `python -m imgcls.cli.serve serve|export ...` runs these verbs without the rest of the CLI.
 
@@ -116,9 +117,11 @@ def reject_below(text: str | float) -> float | str:
 
 
 def serve_settings(args: argparse.Namespace) -> ServeSettings:
+    """The flags (and IMGCLS_* variables) as ServeSettings; an --api-key-file is read by
+    imgcls.serve.server.run_service."""
     origins = tuple(origin.strip() for origin in args.cors_origin.split(",") if origin.strip())
     return ServeSettings(
-        host=args.host, port=args.port, api_key=_api_key(args), cors_origins=origins,
+        host=args.host, port=args.port, api_key=args.api_key or None, cors_origins=origins,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         timeout_s=args.timeout_s, read_timeout_s=args.read_timeout_s, topk=args.topk,
@@ -129,49 +132,11 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    require("imgcls serve", "serve", "fastapi", "uvicorn")
-    import uvicorn
+    from imgcls.serve.server import run_service  # torch- and FastAPI-free until it runs
 
-    from imgcls.serve import create_app
-    from imgcls.serve.server import uvicorn_config
-
-    if not args.model:
-        raise UserError("serve needs a MODEL (a model.safetensors, run directory or .onnx), "
-                        "or IMGCLS_MODEL")
-    settings = serve_settings(args)
-    check_exposure(settings, insecure=_yes(args.insecure, "--insecure / IMGCLS_INSECURE"))
-    app = create_app(args.model, settings)
-    print(f"imgcls: serving {app.state.service.model_name} on "
-          f"http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr)
-    uvicorn.Server(uvicorn_config(app)).run()
-    return 0
-
-
-def check_exposure(settings: ServeSettings, insecure: bool) -> None:
-    """Safe by default: a port others can reach needs an API key, or an explicit
-    --insecure (then a warning)."""
-    from imgcls.serve.security import is_loopback
-
-    if is_loopback(settings.host) or settings.api_key:
-        return
-    if not insecure:
-        raise UserError(f"refusing to serve on {settings.host} without an API key (anyone "
-                        "who can reach the port could use the model): set --api-key or "
-                        "IMGCLS_API_KEY (or IMGCLS_API_KEY_FILE), bind --host 127.0.0.1, or "
-                        "pass --insecure (IMGCLS_INSECURE=1) to serve it open")
-    print(f"imgcls: warning: --insecure: serving on {settings.host} without an API key; "
-          "anyone who can reach this port can use the model", file=sys.stderr)
-
-
-def _api_key(args: argparse.Namespace) -> str | None:
-    if args.api_key and args.api_key_file:
-        raise UserError("give the API key once: --api-key (IMGCLS_API_KEY) or "
-                        "--api-key-file (IMGCLS_API_KEY_FILE), not both")
-    if args.api_key_file:
-        from imgcls.serve.security import read_key_file
-
-        return read_key_file(args.api_key_file)
-    return args.api_key or None
+    return run_service(args.model, serve_settings(args), api_key_file=args.api_key_file,
+                       insecure=_yes(args.insecure, "--insecure / IMGCLS_INSECURE"),
+                       say=lambda line: print(line, file=sys.stderr))
 
 
 def _yes(value: str, name: str) -> bool:

@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +17,9 @@ from imgcls.cli.backend_option import add_backend_option
 from imgcls.cli.options import add_train_options, comma_list, config_from_args, given_settings
 from imgcls.errors import UserError
 from imgcls.utils.csv_safe import safe_row
+
+if TYPE_CHECKING:
+    from imgcls.models.catalog import BenchTable, CatalogRequest, LeftOut, ModelTable
 
 
 def add_commands(verbs: argparse._SubParsersAction) -> None:
@@ -233,78 +236,68 @@ def _add_models(verbs: argparse._SubParsersAction) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from imgcls.models import create_model, get_spec, list_models, mflops, speed
+    from imgcls.models.catalog import CatalogRequest, bench_models, describe_models
 
-    names = args.models or list_models()
-    for name in names:
-        get_spec(name)  # an unknown name is a user error before anything is built
-    if args.batch_size < 1 or args.images < 1 or args.seconds <= 0:
-        raise UserError("--batch-size, --images and --seconds must be positive")
-    shape = f"{args.channels}x{args.image_size}x{args.image_size}"
-    fits = [name for name in names if get_spec(name).min_size <= args.image_size]
+    request = CatalogRequest(names=args.models, image_size=args.image_size,
+                             channels=args.channels, num_classes=args.num_classes,
+                             images=args.images, batch_size=args.batch_size,
+                             seconds=args.seconds)
     # Piped output keeps every column whole rather than rich's 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 130)
-    too_small = [f"{name} (needs {get_spec(name).min_size} px)"
-                 for name in names if name not in fits]
-    if too_small:
-        console.print(f"left out at {args.image_size} px: {', '.join(too_small)}")
     if not args.bench:
-        console.print(_models_table(fits, args, shape))
+        listed = describe_models(request)
+        _print_left_out(listed.left_out, request, console)
+        console.print(_models_table(listed, request))
         return 0
-    if not args.models:  # every model would take minutes; the practical ones take seconds each
-        fits = [name for name in fits if speed.cpu_practical(mflops(
-            create_model(name, num_classes=args.num_classes, in_channels=args.channels,
-                         image_size=args.image_size), args.channels, args.image_size))]
-    console.print(_bench_table(fits, args, shape))
+    err = Console(stderr=True)
+    bench = bench_models(request, measuring=lambda name: err.print(f"measuring {name} ..."))
+    _print_left_out(bench.left_out, request, console)
+    console.print(_bench_table(bench, request))  # it measures as its rows are read
     return 0
 
 
-def _models_table(names: list[str], args: argparse.Namespace, shape: str) -> Table:
-    from imgcls.models import count_parameters, create_model, get_spec, mflops, speed
+def _print_left_out(left_out: list[LeftOut], request: CatalogRequest, console: Console) -> None:
+    if left_out:
+        console.print(f"left out at {request.image_size} px: " + ", ".join(
+            f"{model.name} (needs {model.min_size} px)" for model in left_out))
+
+
+def _models_table(catalog: ModelTable, request: CatalogRequest) -> Table:
+    from imgcls.models import speed
 
     table = Table(
         "model", "family", "parameters", "MFLOPs", "epoch (est.)", "CPU-practical", "compact",
         "ImageNet weights",
-        title=f"{shape} input, {args.num_classes} classes",
-        caption=f"epoch: {args.images:,} images estimated at {speed.ASSUMED_CPU_GFLOPS:.0f} "
+        title=f"{request.shape} input, {request.num_classes} classes",
+        caption=f"epoch: {request.images:,} images estimated at {speed.ASSUMED_CPU_GFLOPS:.0f} "
                 f"GFLOP/s, 3x the forward FLOPs per training image (a 2-core CPU). "
                 f"CPU-practical: a {speed.FASHION_MNIST_TRAIN_IMAGES:,}-image epoch in under "
                 f"{speed.PRACTICAL_EPOCH_S / 60:.0f} min. `imgcls models --bench` measures.")
-    for name in names:
-        model = create_model(name, num_classes=args.num_classes, in_channels=args.channels,
-                             image_size=args.image_size)
-        spec = get_spec(name)
-        cost = mflops(model, args.channels, args.image_size)
-        table.add_row(name, spec.family, f"{count_parameters(model):,}", f"{cost:,.1f}",
-                      _duration(speed.estimated_epoch_seconds(cost, args.images)),
-                      "yes" if speed.cpu_practical(cost) else "no",
-                      "yes" if spec.compact else "no",
-                      "yes" if spec.torchvision_name else "no")
+    for row in catalog.rows:
+        table.add_row(row.name, row.family, f"{row.parameters:,}", f"{row.mflops:,.1f}",
+                      _duration(row.epoch_seconds), _yes_no(row.cpu_practical),
+                      _yes_no(row.compact), _yes_no(row.imagenet_weights))
     return table
 
 
-def _bench_table(names: list[str], args: argparse.Namespace, shape: str) -> Table:
-    import torch
-
-    from imgcls.models import speed
-
-    err = Console(stderr=True)
+def _bench_table(catalog: BenchTable, request: CatalogRequest) -> Table:
     table = Table(
         "model", "precision", "memory format", "train images/s", "infer images/s",
         "train GFLOP/s", "epoch",
-        title=f"{shape} input, batch {args.batch_size}, threads: {torch.get_num_threads()}, "
-              "measured on this machine",
-        caption=f"epoch: {args.images:,} training images at the measured rate")
-    for name in names:
-        err.print(f"measuring {name} ...")
-        result = speed.measure_throughput(
-            name, image_size=args.image_size, channels=args.channels,
-            num_classes=args.num_classes, batch_size=args.batch_size, seconds=args.seconds)
-        table.add_row(name, result.precision,
+        title=f"{request.shape} input, batch {request.batch_size}, threads: "
+              f"{catalog.threads}, measured on this machine",
+        caption=f"epoch: {request.images:,} training images at the measured rate")
+    for result in catalog.rows:
+        table.add_row(result.model, result.precision,
                       "channels_last" if result.channels_last else "contiguous",
                       f"{result.train_images_per_s:,.0f}", f"{result.infer_images_per_s:,.0f}",
-                      f"{result.train_gflops:,.1f}", _duration(result.epoch_seconds(args.images)))
+                      f"{result.train_gflops:,.1f}",
+                      _duration(result.epoch_seconds(request.images)))
     return table
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 def _duration(seconds: float) -> str:

@@ -1,5 +1,6 @@
-"""The work behind `imgcls data stats | split | preview` (cli/data.py parses and prints): load
-a source, split it as training would, and compute, write or draw from it."""
+"""The work behind `imgcls data check | stats | split | preview` (cli/data.py parses and
+prints): check a source's files (doctor.py's scan, its JSON report, quarantine.py's moves), or
+load a source, split it as training would, and compute, write or draw from it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgcls.errors import UserError
+
 if TYPE_CHECKING:  # both import torch; the CLI imports this module before it needs torch
+    from imgcls.data.doctor import DoctorReport
     from imgcls.data.imageset import ImageSet
     from imgcls.data.split import Split
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    moved: int  # files with errors moved out of the data
+    manifest: Path  # what `imgcls data restore` moves them back by
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """What `imgcls data check` found and did.
+
+    `failure` is the error that stopped writing the report file or the quarantine (a folder
+    refused, a file that would be overwritten): it is returned, not raised, so the caller
+    shows the report, which took the whole scan to make, before raising it.
+    """
+
+    report: DoctorReport
+    report_file: str | None = None  # where the JSON report was written
+    quarantined: Quarantined | None = None
+    nothing_to_quarantine: bool = False  # a quarantine was asked for, but no file is broken
+    failure: OSError | UserError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0: no errors; 1: bad files or folders found."""
+        return 1 if self.report.has_errors else 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +83,34 @@ class SplitSizes:
     train: int
     val: int
     test: int
+
+
+def check_source(source: str | Path, *, workers: int | None = None,
+                 report_file: str | None = None,
+                 quarantine_to: str | Path | None = None) -> DataCheck:
+    """Scan every file of a folder or CSV source (doctor.scan), write the report as JSON to
+    `report_file` when given, and move the broken files into `quarantine_to` when given."""
+    from imgcls.data.doctor import scan
+    from imgcls.data.quarantine import files_to_quarantine, quarantine
+    from imgcls.utils.files import write_json
+
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1; got {workers}")
+    report = scan(source, workers=workers)
+    written = None
+    try:
+        if report_file:
+            write_json(report_file, report.to_json())
+            written = report_file
+        if not quarantine_to:
+            return DataCheck(report, written)
+        broken = files_to_quarantine(report)
+        if not broken:
+            return DataCheck(report, written, nothing_to_quarantine=True)
+        manifest = quarantine(report, report.root, Path(quarantine_to))
+    except (OSError, UserError) as error:
+        return DataCheck(report, written, failure=error)
+    return DataCheck(report, written, Quarantined(len(broken), manifest))
 
 
 def load_and_split(source: SourceRequest, split: SplitRequest) -> tuple[ImageSet, Split]:

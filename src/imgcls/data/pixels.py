@@ -1,6 +1,7 @@
 """Image -> uint8 numpy array [C, size, size] with PIL and numpy only: the preprocessing that
-decode.py gives training, evaluation and the Predictor as torch tensors, importable without
-torch, so an ONNX model predicts and serves without it (predict/onnx_predictor.py, imgcls serve).
+decode.py gives training and evaluation as torch tensors, importable without torch. The
+Predictor (predict/predictor.py; imgcls predict, imgcls serve) decodes every image with it, so
+an .onnx model, run on export/session.py's OnnxRunner, predicts and serves without torch.
 
 The recipe (see decode.py's docstring): EXIF orientation, transparency composited on white,
 'L' or 'RGB', the shorter side scaled to `size` (bilinear, antialiased) and the centre cut out,
