@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -10,9 +11,12 @@ import torch
 import yaml
 
 import imgcls
+import imgcls.training.auto_model as auto_model
 from imgcls.config import TrainConfig, parse_duration
 from imgcls.errors import UserError
+from imgcls.training import trainer
 from imgcls.training.budget import EPOCH_OVERHEAD_S, MARGIN, Budget, Costs, plan_steps
+from imgcls.training.run import Run
 from imgcls.training.schedule import Schedule
 
 
@@ -125,12 +129,18 @@ def test_a_replanned_schedule_still_anneals_to_its_end(sched: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(tmp_path) -> None:
+def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     budget_s = 25.0
     import time
 
+    # A slow machine: --model auto settles to lenet5, which a short budget plans in epochs.
+    monkeypatch.setattr(auto_model, "training_rate", lambda *args, **kwargs: 200.0)
+    runs: list[Run] = []
+    loop = trainer._loop
+    monkeypatch.setattr(trainer, "_loop", lambda run, show: runs.append(run) or loop(run, show))
     started = time.time()
-    run_dir = imgcls.train(data="digits", model="lenet5", time_budget=f"{budget_s:g}s",
+    run_dir = imgcls.train(data="digits", model="auto", time_budget=f"{budget_s:g}s",
                            precision="fp32", output=str(tmp_path / "run"), show_progress=False)
     ended = (run_dir / "metrics.json").stat().st_mtime
     assert ended - started <= budget_s * (1 + MARGIN)
@@ -138,6 +148,13 @@ def test_a_budgeted_run_ends_in_time_and_writes_its_epochs(tmp_path) -> None:
     assert text.startswith("# epochs planned by --time-budget 25s")
     config = yaml.safe_load(text)
     assert config["time_budget"] is None
+    # The loop read a settled, frozen config; config.yaml is it, with the plan as epochs.
+    (run,) = runs
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.config.lr = 1.0  # type: ignore[misc]
+    assert run.config.time_budget == "25s" and run.budget is not None
+    assert config == dataclasses.replace(run.recorded_config, time_budget=None).to_dict()
+    assert (config["model"], config["recipe"]) == ("lenet5", "lenet5-small-images")
     assert config["epochs"] > 0
     history = (run_dir / "history.jsonl").read_text().splitlines()
     assert len(history) == math.ceil(config["epochs"])

@@ -102,22 +102,6 @@ def test_training_reads_a_frozen_config_and_writes_it(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.slow
-def test_auto_with_a_budget_trains_a_frozen_config(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
-    # A slow machine: auto picks lenet5, which a short budget plans in epochs.
-    monkeypatch.setattr(auto_model, "training_rate", lambda *args, **kwargs: 200.0)
-    config = TrainConfig.from_dict({"data": "digits", "time_budget": "20s", "threads": 1,
-                                    "output": str(tmp_path / "run")})
-    run_dir, run = _train_recording(monkeypatch, config)
-    assert run.budget is not None and run.config.time_budget == "20s"
-    written = _assert_frozen_and_written(run, run_dir)
-    assert (written.model, written.recipe, written.time_budget) == (
-        "lenet5", "lenet5-small-images", None)
-    assert written.epochs == round(run.budget.epochs, 4)  # the plan, recorded as epochs
-    assert (run_dir / "config.yaml").read_text().startswith("# epochs planned by --time-budget")
-
-
-@pytest.mark.slow
 def test_init_from_trains_a_frozen_config(monkeypatch: pytest.MonkeyPatch, digits_run: Path,
                                           tmp_path: Path) -> None:
     model_file = str(digits_run / "model.safetensors")
