@@ -121,19 +121,18 @@ def cpu_latency(folder: Path, runs: int, reason: str) -> Latency:
     import numpy as np
     import onnxruntime
 
+    from imgcls.export.session import OnnxRunner
+
     info = json.loads((folder / INFO_FILE).read_text("utf-8"))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options,
-                                           providers=["CPUExecutionProvider"])
+    runner = OnnxRunner(folder / MODEL_FILE, threads=1)
     shape = info["input"]
     pixels = (np.arange(shape["channels"] * shape["height"] * shape["width"]) * 37 % 256)
-    feeds = {info["input_name"]: pixels.astype(np.float32).reshape(
-        1, shape["channels"], shape["height"], shape["width"])}
+    image = pixels.astype(np.float32).reshape(1, shape["channels"], shape["height"],
+                                              shape["width"])
     times = []
     for index in range(WARM_UP + runs):
         started = time.perf_counter()
-        session.run(None, feeds)
+        runner.outputs(image, 1)
         if index >= WARM_UP:
             times.append((time.perf_counter() - started) * 1000)
     where = (f"onnxruntime {onnxruntime.__version__} on this CPU, 1 thread: an estimate, "
