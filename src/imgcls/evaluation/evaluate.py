@@ -126,6 +126,17 @@ def write_eval_report(evaluation: Evaluation, report: Path, model_path: str | Pa
     )
 
 
+def trained_data(file: Path, card: ModelCard, given: str | None, *, flag: str,
+                 needed_for: str) -> str:
+    """`given`, else the data the model records it was trained on; neither: a UserError
+    naming `flag` and what the data is `needed_for`."""
+    source = given or card.data_source
+    if source is None:
+        raise UserError(f"{file} records no training data; pass {flag} with the data it was "
+                        f"trained on ({needed_for})")
+    return source
+
+
 def split_indices(
     model_path: Path, card: ModelCard, image_set: ImageSet, part: str, trained_on: bool
 ) -> np.ndarray:
@@ -133,7 +144,7 @@ def split_indices(
     if part == "all":
         return np.arange(len(image_set.labels))
     if not trained_on or card.data is None:
-        source = card.data.source if card.data is not None else "not recorded"
+        source = card.data_source or "not recorded"
         raise UserError(
             f"--split {part} needs the data the model was trained on "
             f"({source}); use --split all for other data"

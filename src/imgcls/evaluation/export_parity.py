@@ -24,7 +24,7 @@ def check_export(model_path: str | Path, exported: str | Path, *, samples: int,
     if samples <= 0:
         return None
     card = read_card(model_path)
-    data = data or builtin_name(card.data.source if card.data is not None else "")
+    data = data or builtin_name(card.data_source or "")
     images, source = parity_images(card, samples, data, data_dir)
     return check_parity(model_path, exported, images, source)
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcls.errors import UserError
-from imgcls.evaluation.evaluate import evaluate_predictions, split_indices
+from imgcls.evaluation.evaluate import evaluate_predictions, split_indices, trained_data
 from imgcls.export.cache import cache_for
 from imgcls.export.int8_embedded import write_with_check
 from imgcls.export.int8_record import (
@@ -41,10 +40,8 @@ def export_int8(model_path: str | Path, *, data: str | None, data_dir: str | Non
     """The check, and the int8 file written (None when refused)."""
     file = model_file(model_path)
     card = read_card(file)
-    data = data or (card.data.source if card.data is not None else None)
-    if data is None:
-        raise UserError(f"{file} records no training data; pass --check-data with the data "
-                        "it was trained on (int8 calibrates on its training split)")
+    data = trained_data(file, card, data, flag="--check-data",
+                        needed_for="int8 calibrates on its training split")
     fp32 = evaluate_predictions(file, data, split="test", data_dir=data_dir)
     images, labels = fp32.image_set.images, fp32.labels
     train = split_indices(file, card, fp32.image_set, "train", trained_on=True)

@@ -16,7 +16,7 @@ import torch
 from imgcls.data.normalize import Normalizer
 from imgcls.data.sources import load_source
 from imgcls.errors import UserError
-from imgcls.evaluation.evaluate import model_labels, split_indices
+from imgcls.evaluation.evaluate import model_labels, split_indices, trained_data
 from imgcls.evaluation.trust import DEFAULT_KEEP, fit_trust
 from imgcls.modelfile.artifact import build_network, model_file, read_card, read_weights, save_model
 from imgcls.modelfile.card import TrustRecord
@@ -31,10 +31,8 @@ def calibrate_model_file(model_path: str | Path, *, data: str | None = None,
         raise UserError(f"--ood-keep must be in (0, 1]; got {keep}")
     file = model_file(model_path)
     card = read_card(file)
-    source = data or (card.data.source if card.data is not None else None)
-    if source is None:
-        raise UserError(f"{file} records no training data; pass --data with the data it was "
-                        "trained on (calibration fits on its validation split)")
+    source = trained_data(file, card, data, flag="--data",
+                          needed_for="calibration fits on its validation split")
     image_set = load_source(source, channels=card.input.channels, image_size=card.input.size,
                             data_dir=data_dir)
     trained_on = card.data is not None and card.data.source == image_set.source

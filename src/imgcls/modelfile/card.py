@@ -110,6 +110,11 @@ class ModelCard:
         return self.architecture.name
 
     @property
+    def data_source(self) -> str | None:
+        """The data the model was trained on (its `--data`); None: not recorded."""
+        return self.data.source if self.data is not None else None
+
+    @property
     def familiarity_scale(self) -> float:
         """What familiarity multiplies the network's (calibrated) logits by before their
         logsumexp: the temperature over the energy's, so it is the trained network's own
