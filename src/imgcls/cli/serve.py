@@ -177,7 +177,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _export_file(args: argparse.Namespace) -> int:
-    from imgcls.evaluation.export_parity import check_export, parity_holds
+    from imgcls.evaluation.export_parity import check_export
     from imgcls.export.writers import export_model
 
     written = export_model(args.model, args.format, args.output)
@@ -189,7 +189,7 @@ def _export_file(args: argparse.Namespace) -> int:
     if parity is None:
         return 0
     print(parity.describe())
-    if parity_holds(parity):
+    if parity.holds:
         return 0
     print("imgcls: warning: the export differs from the model more than expected",
           file=sys.stderr)

@@ -12,10 +12,6 @@ from imgcls.export.writers import parity_images
 from imgcls.modelfile.artifact import read_card
 from imgcls.predict.parity import Parity, check_parity
 
-# The largest |probability difference| an fp32 export may show: float32 rounding, well
-# below any difference that could change an answer.
-PARITY_LIMIT = 1e-4
-
 
 def check_export(model_path: str | Path, exported: str | Path, *, samples: int,
                  data: str | None = None, data_dir: str | None = None) -> Parity | None:
@@ -27,8 +23,3 @@ def check_export(model_path: str | Path, exported: str | Path, *, samples: int,
     data = data or builtin_name(card.data_source or "")
     images, source = parity_images(card, samples, data, data_dir)
     return check_parity(model_path, exported, images, source)
-
-
-def parity_holds(parity: Parity) -> bool:
-    """The export gives every image the model's top class, within PARITY_LIMIT."""
-    return parity.top1_agreement >= 1 and parity.max_abs_difference <= PARITY_LIMIT

@@ -1,6 +1,6 @@
 """The export's parity check: the original model (the torch Predictor, fp32, CPU) and the
-exported file on the same images. Apart from export.py because it runs the Predictor, whose
-backends export ONNX files themselves: export.py stays below predict.py in the imports."""
+exported file on the same images. Here, not in export/: it runs the Predictor, whose backends
+export ONNX files themselves, so export/ stays below predict/ in the imports."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import torch
 
 from imgcls.predict.predictor import Predictor
 
+# The largest |probability difference| an fp32 export may show: float32 rounding, well
+# below any difference that could change an answer.
+PARITY_LIMIT = 1e-4
+
 
 @dataclass
 class Parity:
@@ -19,6 +23,11 @@ class Parity:
     source: str  # what the check images were
     max_abs_difference: float  # of probabilities, over all samples and classes
     top1_agreement: float  # fraction of samples with the same top-1 class
+
+    @property
+    def holds(self) -> bool:
+        """The export gives every image the model's top class, within PARITY_LIMIT."""
+        return self.top1_agreement >= 1 and self.max_abs_difference <= PARITY_LIMIT
 
     def describe(self) -> str:
         agreeing = round(self.top1_agreement * self.samples)

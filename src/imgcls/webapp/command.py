@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from imgcls.evaluation.export_parity import parity_holds
 from imgcls.predict.parity import Parity, check_parity
 from imgcls.webapp.build import INFO_FILE, MODEL_FILE, build_web_app
 from imgcls.webapp.latency import Latency, measure_latency
@@ -34,7 +33,7 @@ class WebExport:
 
     @property
     def parity_holds(self) -> bool:
-        return self.parity is None or parity_holds(self.parity)
+        return self.parity is None or self.parity.holds
 
 
 def default_folder(model_path: str | Path) -> Path:
