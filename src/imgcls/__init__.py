@@ -49,11 +49,12 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, show_progress: boo
     return resume_training(run_dir, epochs=epochs, show_progress=show_progress)
 
 
-def load(path: str | Path, *, device: str | None = None):
-    """A Predictor for a model file (or a run directory holding model.safetensors)."""
+def load(path: str | Path, *, device: str | None = None, backend: str = "torch"):
+    """A Predictor for a model file (or a run directory holding model.safetensors);
+    `backend` as `--backend` (imgcls.predict.backends)."""
     from imgcls.predict.predictor import Predictor
 
-    return Predictor(path, device=device)
+    return Predictor(path, device=device, backend=backend)
 
 
 def classify(model: str | Path, inputs: list[str], *, topk: int = 5,

@@ -42,6 +42,14 @@ def test_an_old_model_file_predicts_with_its_calibration(old_model: Path) -> Non
     assert answer.familiarity is not None  # the trust record's `unknown` rule applies
 
 
+def test_load_takes_the_backend_the_readme_names(old_model: Path) -> None:
+    eager, folded = imgcls.load(old_model), imgcls.load(old_model, backend="torch-folded")
+    assert (eager.backend_name, folded.backend_name) == ("torch", "torch-folded")
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 1, 32, 32), dtype=np.uint8)
+    expected, found = eager.array_outputs(pixels)[0], folded.array_outputs(pixels)[0]
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
 def test_an_old_config_yaml_loads_and_repeats_the_run() -> None:
     config = TrainConfig.from_yaml(OLD_RUN / "config.yaml")
     assert (config.data, config.model, config.epochs) == ("digits", "lenet5", 2)
