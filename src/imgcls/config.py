@@ -245,8 +245,13 @@ class TrainConfig:
         return cls(**values, given=frozenset(values))
 
     def with_recipe(self, settings: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
-        """A copy that takes a recipe's settings where none was given, and the names taken."""
+        """A copy that takes a recipe's settings where none was given, and the names taken.
+        A recipe's learning rate is its optimizer's: with another optimizer given, the rate
+        stays open (that optimizer's own default, DEFAULT_LR)."""
         taken = [name for name in settings if name not in self.given]
+        own_optimizer = "optimizer" in self.given
+        if own_optimizer and settings.get("optimizer", self.optimizer) != self.optimizer:
+            taken = [name for name in taken if name != "lr"]
         return dataclasses.replace(self, **{name: settings[name] for name in taken}), taken
 
     @classmethod

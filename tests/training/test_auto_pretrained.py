@@ -135,13 +135,15 @@ def test_auto_on_photos_fine_tunes_the_cached_weights(tmp_path: Path, torch_home
     # ImageNet's normalization, not the photos' own statistics.
     assert card.normalization["mean"] == pytest.approx([0.485, 0.456, 0.406])
     trained = imgcls.modelfile.artifact.read_weights(run / "model.safetensors")
-    # Fine-tuned: every layer moved, the first the least (lr/100), from the file's weights.
+    # Fine-tuned: every layer moved, the first the least (lr/lr_mult), from the file's weights.
     first = (trained["features.0.0.weight"] - source["features.0.0.weight"]).abs().max()
     assert 0 < first < 1e-2
     # BatchNorm normalizes with the weights' own running statistics throughout, and keeps them.
     for key in ("features.0.1.running_mean", "features.12.1.running_var"):
         assert torch.equal(trained[key], source[key]), key
-    assert config["lr"] == pytest.approx(2e-3 / 4)  # adamw's from-scratch rate, a quarter
+    # The fine-tuning recipe's settings, where the call left them open (batch_size it gave).
+    assert (config["recipe"], config["lr"], config["batch_size"]) == (
+        "pretrained-finetune", pytest.approx(2e-3), 8)
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ import yaml
 from rich.console import Console
 
 import imgcls.training.auto_model as auto_model
-from imgcls.config import TrainConfig
+from imgcls.config import DEFAULT_LR, TrainConfig
+from imgcls.recipes import FINE_TUNE_RECIPE, load_recipe
 from imgcls.training import trainer
 from imgcls.training.run import Run
 from imgcls.training.settle import settle
@@ -50,6 +51,28 @@ def test_auto_within_a_budget_settles_to_a_concrete_network(
     monkeypatch.setattr(auto_model, "training_rate", lambda *args, **kwargs: 655.0)
     settled = _settle(TrainConfig(data="digits", time_budget="30s"), train_images=60_000)
     assert settled.model == "lenet5" and settled.recipe == "lenet5-small-images"
+
+
+def test_fine_tuning_pretrained_weights_takes_the_fine_tuning_recipe() -> None:
+    """Pretrained weights fine-tuned whole take the measured fine-tuning recipe, on photos and
+    on small images alike (a small-image recipe is a from-scratch one); flags given win, and a
+    recipe's rate stays with its optimizer."""
+    weights = {"data": "photos", "model": "mobilenet_v3_small", "pretrained": "weights.pth"}
+    recipe = load_recipe(FINE_TUNE_RECIPE)
+    for image_size in (96, 28):
+        settled = _settle(TrainConfig.from_dict(weights), image_size=image_size)
+        assert settled.recipe == FINE_TUNE_RECIPE
+        assert {name: getattr(settled, name) for name in recipe} == recipe
+    given = _settle(TrainConfig.from_dict({**weights, "batch_size": 8, "lr": 1e-4}))
+    assert (given.batch_size, given.lr, given.label_smoothing) == (8, 1e-4,
+                                                                   recipe["label_smoothing"])
+    # SGD given without --lr: not adamw's rate, a share of SGD's own (resolve_fine_tune_lr).
+    sgd = _settle(TrainConfig.from_dict({**weights, "optimizer": "sgd"}))
+    assert sgd.optimizer == "sgd" and sgd.lr == pytest.approx(DEFAULT_LR["sgd"] / 4)
+    # Only the head trains (a frozen backbone) or no weights: no fine-tuning recipe.
+    frozen = _settle(TrainConfig.from_dict({**weights, "freeze_backbone": True}))
+    scratch = _settle(TrainConfig.from_dict({**weights, "pretrained": "none"}))
+    assert frozen.recipe == scratch.recipe == "none"
 
 
 def test_a_settled_config_refuses_assignment() -> None:

@@ -7,7 +7,8 @@ data set of its kind.
 
 A network's default recipe (DEFAULTS) fills the settings the user left open when it trains
 on small images (<= 64 px), so `imgcls train --data fashion-mnist` starts from the best
-measured configuration for the network it trains.
+measured configuration for the network it trains; fine-tuning pretrained weights (what
+`--model auto` does on photos) starts from FINE_TUNE_RECIPE, whatever the network.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ DEFAULTS = {
     "densenet_bc": "densenet_bc_40-small-images",
     "alexnet_small": "alexnet_small-small-images",
 }
+# What fine-tuning pretrained weights starts from when its settings are left open (the
+# training/settle step that applies default recipes), whatever the network.
+FINE_TUNE_RECIPE = "pretrained-finetune"
 # Settings a recipe never carries: they belong to the data set and the run, not the recipe.
 NOT_IN_RECIPES = frozenset({"data", "data_dir", "output", "seed", "split_file", "recipe"})
 

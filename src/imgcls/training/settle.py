@@ -6,9 +6,10 @@ In order, each step a new TrainConfig (dataclasses.replace):
    the same network, its width, activation, dropout and test-time augmentation);
 2. --model auto: the network, its width, its pretrained weights, and whether only its head
    trains, from the data and what is left of a --time-budget;
-3. on small images, the network's default recipe (config.recipe records it: "none" if none);
+3. the default recipe (config.recipe records it: "none" if none): fine-tuning pretrained
+   weights, the measured fine-tuning recipe; else, on small images, the network's own;
 4. --tta hflip, off where a mirror image can be another class;
-5. fine-tuning pretrained weights without --lr: a share of the from-scratch rate.
+5. fine-tuning with an optimizer of the user's and no --lr: a share of its from-scratch rate.
 
 Settling a settled config changes nothing, so the config.yaml written from it repeats the run
 (`imgcls train -c`) and a resumed run settles to the same config. What varies while training
@@ -27,7 +28,7 @@ from imgcls.config import TrainConfig
 from imgcls.errors import UserError
 from imgcls.modelfile.artifact import read_card
 from imgcls.models.layers import is_small_input
-from imgcls.recipes import default_recipe, load_recipe
+from imgcls.recipes import FINE_TUNE_RECIPE, default_recipe, load_recipe
 from imgcls.training.auto_model import AUTO, resolve_auto_model
 from imgcls.training.head_first import FINE_TUNE_LR_SHARE, fine_tunes_pretrained
 
@@ -87,8 +88,13 @@ def resolve_init_from(config: TrainConfig) -> TrainConfig:
 
 
 def apply_default_recipe(config: TrainConfig, image_size: int, console: Console) -> TrainConfig:
-    """On small images, the model's measured recipe supplies the settings left open."""
-    name = default_recipe(config.model) if is_small_input(image_size) else None
+    """The measured recipe for what the run does supplies the settings left open: fine-tuning
+    pretrained weights, FINE_TUNE_RECIPE (a small-image recipe is a from-scratch one); else,
+    on small images, the model's own."""
+    if fine_tunes_pretrained(config):
+        name: str | None = FINE_TUNE_RECIPE
+    else:
+        name = default_recipe(config.model) if is_small_input(image_size) else None
     # config.yaml records it; a repeat applies nothing new.
     config = replace(config, recipe=name or "none")
     if name is None:
@@ -111,8 +117,9 @@ def resolve_tta(
 
 
 def resolve_fine_tune_lr(config: TrainConfig) -> TrainConfig:
-    """Fine-tuning pretrained weights without --lr: FINE_TUNE_LR_SHARE of the optimizer's
-    from-scratch rate (config.yaml records the rate used)."""
+    """Fine-tuning pretrained weights with no rate settled (an optimizer other than the
+    fine-tuning recipe's was given, whose rate that recipe does not set): FINE_TUNE_LR_SHARE
+    of the optimizer's from-scratch rate (config.yaml records the rate used)."""
     if fine_tunes_pretrained(config) and config.lr is None:
         return replace(config, lr=config.resolved_lr * FINE_TUNE_LR_SHARE)
     return config
