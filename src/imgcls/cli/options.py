@@ -143,7 +143,8 @@ def add_train_options(
     _option(optimization, "--weight-decay", "--wd", dest="weight_decay", type=float)
     _option(optimization, "--lr-mult", dest="lr_mult", type=float, metavar="RATIO",
             help="fine-tuning pretrained weights: the backbone's first layers learn at "
-                 "lr/RATIO, its last at lr/sqrt(RATIO), the head at lr (default: 100)")
+                 "lr/RATIO, its last at lr/sqrt(RATIO), the head at lr (default: 10, the "
+                 "pretrained-finetune recipe's; 100 under --recipe none)")
     _option(optimization, "--sched", dest="sched", choices=SCHEDULES)
     _option(optimization, "--warmup-epochs", dest="warmup_epochs", type=float)
     _option(optimization, "--decay-epochs", dest="decay_epochs", type=float,
