@@ -32,18 +32,18 @@ pretrained-finetune recipe (src/imgcls/recipes/), new today; the previous run's 
     resnet18 from scratch          0.806 (50 ep)     0.902 (11 ep)       -
     vgg_small from scratch         0.854 (86 ep)     0.900 (17 ep)       -
     head only (mobilenet_v2; 2026-12-06)  0.818      -                 -
-  Seed 1 (other 100 images per class and test subset: --seed 1 --tasks fashion100 --rows
-  auto,vgg_small --output /tmp/transfer-seed1.json): auto 0.853 (36 ep), vgg_small 0.787
-  (88 ep; the model kept is its best epoch by the 100 validation images: epoch 38).
+  Seed 1 (other 100 images per class and test subset; bench/results/transfer-seed1.json:
+  --seed 1 --tasks fashion100 --output bench/results/transfer-seed1.json): auto 0.853 (36 ep);
+  from scratch vgg_small 0.787 (88 ep; the model kept is its best epoch by the 100 validation
+  images: epoch 38), resnet18 0.781, auto --no-pretrained 0.769.
   Acceptance (a), auto >= best from-scratch + 5 points: NOT MET. +2.6 points at 100 per class
-  (0.880 against vgg_small's 0.854; +6.6 against vgg_small with seed 1, +4.6 over the two
-  seeds, the other scratch networks not run with seed 1), -0.05 at 500 (0.901 against
-  resnet18's 0.902), +1.0 on lfw (one test image of 100). How far fine-tuning goes here: a
-  plain PyTorch loop (AdamW one-cycle, head 2e-3, body 2e-4, label smoothing, 12 epochs)
-  scored 0.849 at 96 px and 0.853 at 128 px, and none of the recipe variants tried
-  (pretrained-finetune.yaml's evidence) got past 0.883: ImageNet features of 28 px grey
-  clothing upscaled to 96 px are a small help over a from-scratch network that trains 2-3x as
-  many epochs in the same 5 minutes.
+  (0.880 against vgg_small's 0.854; +6.6 with seed 1, +4.6 averaged over the two seeds), -0.05
+  at 500 (0.901 against resnet18's 0.902), +1.0 on lfw (one test image of 100). How far fine-
+  tuning goes here: a plain PyTorch loop (AdamW one-cycle, head 2e-3, body 2e-4, label
+  smoothing, 12 epochs) scored 0.849 at 96 px and 0.853 at 128 px, and none of the recipe
+  variants tried (pretrained-finetune.yaml's evidence) got past 0.883: ImageNet features of 28
+  px grey clothing upscaled to 96 px are a small help over a from-scratch network that trains
+  2-3x as many epochs in the same 5 minutes.
 
 What it does.
   Setup (each run): the file torchvision calls mobilenet_v2-b0353104.pth (real ImageNet
