@@ -241,18 +241,14 @@ class TrainConfig:
         if recipe is not None and str(recipe).strip().lower() != "none":
             from imgcls.recipes import load_recipe
 
-            values = {**load_recipe(recipe), **values}
+            values = {**recipe_left_open(load_recipe(recipe), values), **values}
         return cls(**values, given=frozenset(values))
 
     def with_recipe(self, settings: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
-        """A copy that takes a recipe's settings where none was given, and the names taken.
-        A recipe's learning rate is its optimizer's: with another optimizer given, the rate
-        stays open (that optimizer's own default, DEFAULT_LR)."""
-        taken = [name for name in settings if name not in self.given]
-        own_optimizer = "optimizer" in self.given
-        if own_optimizer and settings.get("optimizer", self.optimizer) != self.optimizer:
-            taken = [name for name in taken if name != "lr"]
-        return dataclasses.replace(self, **{name: settings[name] for name in taken}), taken
+        """A copy that takes a recipe's settings where none was given (recipe_left_open),
+        and the names taken."""
+        taken = recipe_left_open(settings, {name: getattr(self, name) for name in self.given})
+        return dataclasses.replace(self, **taken), list(taken)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -266,6 +262,16 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise UserError(f"config file {file} must hold a mapping of settings")
         return cls.from_dict(values, origin=str(file))
+
+
+def recipe_left_open(settings: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The recipe `settings` that the `given` ones leave open. A recipe's learning rate is its
+    optimizer's: with another optimizer given, the rate stays open too (that optimizer's own
+    default, DEFAULT_LR)."""
+    left_open = {name: value for name, value in settings.items() if name not in given}
+    if "optimizer" in given and settings.get("optimizer", given["optimizer"]) != given["optimizer"]:
+        left_open.pop("lr", None)
+    return left_open
 
 
 def parse_duration(text: str) -> float:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 import imgcls
 from imgcls.cli import build_parser
-from imgcls.config import TrainConfig
+from imgcls.config import DEFAULT_LR, TrainConfig
 from imgcls.errors import UserError
 from imgcls.recipes import list_recipes, load_recipe, recipe_name
 from imgcls.training import auto_model
@@ -79,6 +79,10 @@ def test_flags_override_a_named_recipe() -> None:
     recipe = load_recipe("vgg_small-small-images")
     assert config.lr == 0.05 and config.optimizer == recipe["optimizer"]
     assert config.model == recipe["model"]
+    # Another optimizer given: the recipe's rate (its optimizer's) is not taken.
+    adam = TrainConfig.from_dict({"recipe": "vgg_small-small-images", "optimizer": "adam"})
+    assert adam.lr is None and adam.resolved_lr == DEFAULT_LR["adam"] != recipe["lr"]
+    assert adam.batch_size == recipe["batch_size"]
 
 
 @pytest.mark.slow
