@@ -79,6 +79,32 @@ def test_early_stopping_on_a_scripted_sequence() -> None:
     assert accuracy.should_stop
 
 
+
+def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best() -> None:
+    tracker = BestTracker(metric="val_acc", patience=3)
+    accuracies = [0.80, 0.89, 0.85, 0.87, 0.88, 0.88]
+    kept = [tracker.update(epoch, {"val_acc": value, "val_acc_se": 0.03})
+            for epoch, value in enumerate(accuracies, start=1)]
+    assert kept == [True, True, False, True, True, True]
+    assert (tracker.best_epoch, tracker.best_value) == (2, 0.89)
+    assert (tracker.kept_epoch, tracker.kept_value) == (6, 0.88)
+    assert tracker.should_stop  # patience still waits on the strict best
+    assert "epoch 6 (val_acc 0.8800, within one standard error" in tracker.describe_kept()
+    # No standard error (as from a validation split of thousands, near zero): the strict best.
+    strict = BestTracker(metric="val_acc")
+    for epoch, value in enumerate([0.80, 0.89, 0.889], start=1):
+        strict.update(epoch, {"val_acc": value, "val_acc_se": 0.0005})
+    assert strict.kept_epoch == 2 and strict.describe_kept() == "best epoch 2"
+    losses = BestTracker(metric="val_loss")
+    for epoch, value in enumerate([0.9, 0.5, 0.54, 0.7], start=1):
+        losses.update(epoch, {"val_loss": value, "val_loss_se": 0.05})
+    assert (losses.best_epoch, losses.kept_epoch) == (2, 3)
+    # A last.pt from before the kept epoch existed resumes keeping its best.
+    resumed = BestTracker()
+    resumed.load_state_dict({"metric": "val_acc", "patience": None, "best_value": 0.9,
+                             "best_epoch": 4, "epochs_without_improvement": 1})
+    assert (resumed.kept_epoch, resumed.kept_value) == (4, 0.9)
+
 @pytest.mark.slow
 def test_patience_stops_a_run_and_keeps_the_best(tmp_path: Path) -> None:
     # lr 0 after warmup: nothing improves, so patience 1 stops right after epoch 2.
@@ -87,8 +113,13 @@ def test_patience_stops_a_run_and_keeps_the_best(tmp_path: Path) -> None:
                            show_progress=False)
     history = _history(run_dir)
     assert len(history) < 6
-    best_epoch = imgcls.load(run_dir).card.training.best_epoch
-    assert history[best_epoch - 1]["val_acc"] == max(r["val_acc"] for r in history)
+    kept = history[imgcls.load(run_dir).card.training.best_epoch - 1]
+    best_acc = max(r["val_acc"] for r in history)
+    assert best_acc - kept["val_acc"] <= kept["val_acc_se"] + 1e-9  # see early_stop
+    # The validation step's standard error is accuracy's binomial one on the split's val.
+    val_count = len(json.loads((run_dir / "split.json").read_text())["val"])
+    expected = math.sqrt(kept["val_acc"] * (1 - kept["val_acc"]) / val_count)
+    assert kept["val_acc_se"] == pytest.approx(expected, rel=1e-6)
 
 
 # --- exact resume ------------------------------------------------------------------------

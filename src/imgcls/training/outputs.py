@@ -54,7 +54,7 @@ def model_card(run: Run, metrics: dict[str, Any], trust: TrustRecord | None = No
         input=InputShape(*run.input_shape),
         normalization=run.data.stats,
         metrics=metrics,
-        training=TrainingRecord(run.recorded_config.to_dict(), run.best.best_epoch),
+        training=TrainingRecord(run.recorded_config.to_dict(), run.best.kept_epoch),
         data=DataRecord(run.data.image_set.source, run.data.split.content_hash,
                         fixes=run.data.fixes),
         runtime=RuntimeRecord(channels_last=run.channels_last,
@@ -86,12 +86,12 @@ def finish(run: Run) -> None:
     write_json(RunDir(run.run_dir).metrics, metrics)
     _write_predictions(run, indices, part, labels, probabilities)
     header = {key: metrics[key] for key in HEADER_METRICS if key in metrics}
-    save_best_model(run, {"split": part, run.best.metric: run.best.best_value, **header}, trust)
+    save_best_model(run, {"split": part, run.best.metric: run.best.kept_value, **header}, trust)
     # After the model is safe: a failure in the report can't cost the model.
     uncalibrated = logits.softmax(dim=1) if trust is not None else None
     _write_report(run, part, indices, images, labels, probabilities, metrics, uncalibrated)
     run.console.print(
-        f"best epoch {run.best.best_epoch}: {part} accuracy {metrics['accuracy']:.4f}, "
+        f"{run.best.describe_kept()}: {part} accuracy {metrics['accuracy']:.4f}, "
         f"macro F1 {metrics['f1_macro']:.4f} -> {RunDir(run.run_dir).model}"
     )
 
@@ -142,7 +142,7 @@ def _write_report(
         uncalibrated=None if uncalibrated is None else uncalibrated.numpy(),
         summary={"model": run.config.model, "data": image_set.source, "split": part,
                  "training_seconds": sum(r.get("seconds", 0) for r in history or []),
-                 "best_epoch": run.best.best_epoch, "device": str(run.device)},
+                 "best_epoch": run.best.kept_epoch, "device": str(run.device)},
         split_counts=count_per_split(image_set.labels, image_set.class_names,
                                      {p: getattr(split, p) for p in ("train", "val", "test")}),
         explainer=explainer,

@@ -293,5 +293,5 @@ def restore(run: Run, state: dict[str, Any]) -> None:
         seed_everything(run.config.seed + run.dist.rank + 1000 * state["position"]["epoch"])
     run.position = Position(**state["position"])
     best_file = RunDir(run.run_dir).model
-    if run.best.best_epoch and best_file.is_file():
+    if run.best.kept_epoch and best_file.is_file():
         run.best_weights = read_weights(best_file)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import signal
 import threading
 import time
@@ -38,6 +39,7 @@ from imgcls.predict.backends.prepare import cache_fp32_export
 from imgcls.predict.inference import predict_probabilities
 from imgcls.runtime import autocast, precision_name
 from imgcls.training import distributed
+from imgcls.training.early_stop import standard_error_key
 from imgcls.training.feature_cache import cached_probabilities
 from imgcls.training.head_first import fine_tunes_pretrained, keep_pretrained_statistics
 from imgcls.training.outputs import cpu_copy, finish, save_best_model
@@ -168,7 +170,7 @@ def _loop(run: Run, show_progress: bool) -> Path:
                 run.on_epoch(record)
             if run.best.update(record["epoch"], record) and main:
                 run.best_weights = cpu_copy(run.eval_model)
-                save_best_model(run, {run.best.metric: run.best.best_value})
+                save_best_model(run, {run.best.metric: run.best.kept_value})
             run.position = Position(epoch=record["epoch"] + 1)
             if main:
                 save_state(RunDir(run.run_dir).state, checkpoint(run))
@@ -429,11 +431,21 @@ def _validate(run: Run) -> dict[str, float]:
             channels_last=run.channels_last,
         )
     predicted = probabilities.argmax(dim=1)
-    true_probability = probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12)
+    losses = -probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log()
+    accuracy = float((predicted == labels).float().mean())
+    count = len(labels)
+    # Standard errors, for keeping the latest epoch within noise of the best (early_stop):
+    # the loss's from its spread, accuracy's binomial; macro F1 takes accuracy's (it has no
+    # closed form, and is at least as noisy).
+    accuracy_se = math.sqrt(accuracy * (1 - accuracy) / count)
     return {
-        "val_loss": float(-true_probability.log().mean()),
-        "val_acc": float((predicted == labels).float().mean()),
+        "val_loss": float(losses.mean()),
+        "val_acc": accuracy,
         "val_f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+        standard_error_key("val_loss"): float(losses.std()) / math.sqrt(count) if count > 1
+        else float("nan"),
+        standard_error_key("val_acc"): accuracy_se,
+        standard_error_key("val_f1_macro"): accuracy_se,
     }
 
 

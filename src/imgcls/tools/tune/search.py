@@ -100,7 +100,7 @@ def _check(config: TrainConfig, trials: int, metric: str, space: SearchSpace, pr
         check_model_names(space.models, "--search-models", allow_auto=True)
     for name in space.models or (config.model,):
         _check_fits(name, config.image_size)
-    # Each trial's saved model is its best epoch by the metric being tuned.
+    # Each trial's saved model is its kept epoch by the metric being tuned (early_stop).
     return replace(config, metric=metric, output=None).validate()
 
 
