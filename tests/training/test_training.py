@@ -20,7 +20,8 @@ from imgcls.data.split import split_from_json
 RUN_FILES = ("config.yaml", "split.json", "history.jsonl", "model.safetensors", "last.pt",
              "metrics.json", "test_predictions.csv")
 HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                "val_f1_macro", "images_per_s", "seconds"}
+                "val_f1_macro", "val_loss_se", "val_acc_se", "val_f1_macro_se",
+                "images_per_s", "seconds"}
 METADATA_KEYS = {"format_version", "architecture", "class_names", "input", "normalization",
                  "metrics", "training", "data", "runtime", "versions", "trust"}
 
