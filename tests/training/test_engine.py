@@ -95,6 +95,9 @@ def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best() ->
     for epoch, value in enumerate([0.80, 0.89, 0.889], start=1):
         strict.update(epoch, {"val_acc": value, "val_acc_se": 0.0005})
     assert strict.kept_epoch == 2 and strict.describe_kept() == "best epoch 2"
+    strict.update(4, {"val_acc": 0.89, "val_acc_se": 0.0005})
+    assert "epoch 4 (val_acc 0.8900, level with the best, first reached at epoch 2)" in \
+        strict.describe_kept()
     losses = BestTracker(metric="val_loss")
     for epoch, value in enumerate([0.9, 0.5, 0.54, 0.7], start=1):
         losses.update(epoch, {"val_loss": value, "val_loss_se": 0.05})

@@ -71,6 +71,9 @@ class BestTracker:
         """Which epoch was kept, and why when it is not the strict best."""
         if self.kept_epoch == self.best_epoch or self.best_value is None:
             return f"best epoch {self.kept_epoch}"
+        if self.kept_value == self.best_value:
+            return (f"epoch {self.kept_epoch} ({self.metric} {self.kept_value:.4f}, level with "
+                    f"the best, first reached at epoch {self.best_epoch})")
         return (f"epoch {self.kept_epoch} ({self.metric} {self.kept_value:.4f}, within one "
                 f"standard error of the best, {self.best_value:.4f} at epoch {self.best_epoch})")
 
