@@ -79,7 +79,6 @@ def test_early_stopping_on_a_scripted_sequence() -> None:
     assert accuracy.should_stop
 
 
-
 def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best() -> None:
     tracker = BestTracker(metric="val_acc", patience=3)
     accuracies = [0.80, 0.89, 0.85, 0.87, 0.88, 0.88]
@@ -107,6 +106,7 @@ def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best() ->
     resumed.load_state_dict({"metric": "val_acc", "patience": None, "best_value": 0.9,
                              "best_epoch": 4, "epochs_without_improvement": 1})
     assert (resumed.kept_epoch, resumed.kept_value) == (4, 0.9)
+
 
 @pytest.mark.slow
 def test_patience_stops_a_run_and_keeps_the_best(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ class BestTracker:
 
     def describe_kept(self) -> str:
         """Which epoch was kept, and why when it is not the strict best."""
-        if self.kept_epoch == self.best_epoch or self.best_value is None:
+        if self.kept_epoch == self.best_epoch:
             return f"best epoch {self.kept_epoch}"
         if self.kept_value == self.best_value:
             return (f"epoch {self.kept_epoch} ({self.metric} {self.kept_value:.4f}, level with "
