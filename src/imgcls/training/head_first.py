@@ -66,7 +66,10 @@ def keep_pretrained_statistics(model: nn.Module) -> None:
     still learn (Keras's transfer-learning guide does the same). In train mode, batch
     statistics of the new images replace the ImageNet ones the fitted head saw, and the
     first steps undo it: fine-tuning mobilenet_v2 on Fashion-MNIST (100 per class, 96 px,
-    60 s) scored 0.73 on the test images that the fitted head alone scores 0.82 on."""
+    60 s) scored 0.73 on the test images that the fitted head alone scores 0.82 on.
+    Re-estimating the statistics on the new images once instead (AdaBN) is worse too: the
+    head fitted on the features then scores 0.75 against 0.82 (all 1,000 training images,
+    2,000 test images, 2026-12-07)."""
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
