@@ -424,15 +424,24 @@ def what_ran(run: Path) -> dict[str, Any]:
     return {key: config.get(key) for key in keys if key in config}
 
 
+def was_pretrained(row: dict[str, Any]) -> bool:
+    """Whether the run's config.yaml names weights it started from; --no-pretrained writes
+    the word "none" there, which is no weights."""
+    from imgcls.config import NO_PRETRAINED
+
+    return row.get("pretrained") not in (None, NO_PRETRAINED)
+
+
 def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The best from-scratch row, and the gain of auto and head-only over it in points."""
     scratch = {row: rows[row]["accuracy"] for row in SCRATCH_ROWS
-               if rows.get(row, {}).get("accuracy") is not None and not rows[row].get("pretrained")}
+               if rows.get(row, {}).get("accuracy") is not None
+               and not was_pretrained(rows[row])}
     summary: dict[str, Any] = {
         "accuracy": {row: entry.get("accuracy") for row, entry in rows.items()}}
     if "auto" in rows and "accuracy" in rows["auto"]:
         # False: this imgcls's --model auto did not take the weights in torch.hub's cache.
-        summary["auto_used_imagenet_weights"] = bool(rows["auto"].get("pretrained"))
+        summary["auto_used_imagenet_weights"] = was_pretrained(rows["auto"])
     if not scratch:
         return summary
     best = max(scratch, key=lambda row: scratch[row])
