@@ -63,6 +63,9 @@ slower test machine's kind, where every network trains in fp32), on the same VM,
     vgg_small from scratch         0.766 / 0.754 / 0.750 (13-14 epochs)
     auto --no-pretrained (v3_small) 0.754 / 0.762 / 0.756 (64 epochs)
     resnet18 from scratch          0.741 /   -   /   -   (9.5 epochs)
+  fashion500 (transfer-avx2-fashion500.json, commit 9349abe, seed 0, --tasks fashion500 --rows
+  auto,vgg_small,auto-scratch): auto 0.895 (3.8 epochs), auto --no-pretrained 0.868 (12.7),
+  vgg_small 0.804 (2.75): +2.8.
   Acceptance (a): met on this kind, +10.4 / +9.8 / +11.3 points over the best from-scratch
   row (vgg_small, auto-scratch, auto-scratch): +10.5 averaged, 0.866 against 0.761. Why the
   kinds differ: on the AMX kind vgg_small and resnet18 train in bf16 on AMX (73-83 epochs of
