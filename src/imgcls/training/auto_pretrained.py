@@ -2,8 +2,8 @@
 
 On photos (images over 64 px) with few images per class a pretrained backbone does better than
 the best network trained from scratch in the same time (bench/transfer.py, 5 minutes, 100
-Fashion-MNIST images per class, three seeds: +10.5 points on the AVX2 kind of machine, +3.5 on
-the AMX kind, where the from-scratch networks train in bf16; level at 500 per class), so
+Fashion-MNIST images per class: +10.5 points on the AVX2 kind of machine (3 seeds), +3.6 on
+the AMX kind (5 seeds), where the from-scratch networks train in bf16; level at 500 per class), so
 `auto` starts from ImageNet weights whenever a file is at hand: the one --pretrained names,
 else one in torch.hub's cache, else a download that succeeds. Without weights it says why and
 trains the fastest photo network from scratch. `--no-pretrained` turns this off.
