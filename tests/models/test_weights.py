@@ -112,6 +112,20 @@ def test_a_file_cut_short_is_refused(tmp_path: Path) -> None:
         assert str(cut) in message and "damaged, cut short" in message
 
 
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda path: path.mkdir(), "is a folder, not a weights file"),
+    (lambda path: None, "file not found"),
+    (lambda path: path.write_bytes(b""), "(0 bytes)"),
+    (lambda path: path.write_text("not weights"), "damaged, cut short"),
+], ids=["folder", "missing", "empty", "text"])
+def test_a_path_that_holds_no_weights_is_named_in_one_line(tmp_path: Path, make,
+                                                            expected: str) -> None:
+    path = tmp_path / "weights.pth"
+    make(path)
+    message = _one_line_error(read_state_dict_file, path)
+    assert str(path) in message and expected in message
+
+
 def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     data = write_folder(tmp_path / "shapes", per_class=4)

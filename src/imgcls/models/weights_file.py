@@ -27,6 +27,9 @@ def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """A state dict from .safetensors, or from .pt/.pth read with weights_only (no unpickling).
     A file named `<name>-<sha256 prefix>.pth` must have that sha256 first."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"pretrained weights: {path} is a folder, not a weights file — pass the"
+                        " .pth, .pt or .safetensors file inside it")
     if not path.is_file():
         raise UserError(f"pretrained weights file not found: {path} — check the --pretrained path")
     if path.suffix not in (".safetensors", ".pt", ".pth"):
