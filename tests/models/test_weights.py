@@ -4,6 +4,7 @@ weights file here is made by the test; nothing is downloaded."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,22 @@ def test_a_path_that_holds_no_weights_is_named_in_one_line(tmp_path: Path, make,
     make(path)
     message = _one_line_error(read_state_dict_file, path)
     assert str(path) in message and expected in message
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda weights: {"model": weights, "optimizer": {"state": {}, "param_groups": []},
+                     "epoch": 3, "args": argparse.Namespace(lr=0.1, model="resnet18")},
+    lambda weights: {"state_dict": weights, "epoch": 3},
+    lambda weights: {f"module.{name}": value for name, value in weights.items()},
+    lambda weights: {"state_dict": {f"_orig_mod.{name}": value
+                                    for name, value in weights.items()}},
+], ids=["torchvision-reference", "timm-lightning", "ddp", "compiled"])
+def test_a_training_checkpoint_gives_its_weights(tmp_path: Path, wrap) -> None:
+    weights = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(wrap(weights), tmp_path / "checkpoint.pth")
+    read = read_state_dict_file(tmp_path / "checkpoint.pth")
+    assert read.keys() == weights.keys()
+    assert all(torch.equal(read[name], weights[name]) for name in weights)
 
 
 def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path,

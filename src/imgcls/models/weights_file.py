@@ -1,10 +1,14 @@
 """A local state-dict file (--pretrained PATH, or torchvision's cached download), read after
 the checks that make a bad file a one-line error: its sha256 against the prefix its name
-carries, damage (a file cut short), and pickled Python objects (never unpickled).
+carries, damage (a file cut short), and pickled Python objects (never unpickled). A training
+checkpoint is read as timm's load_checkpoint reads one: the weights under "state_dict" or
+"model" (torchvision's reference scripts), without DDP's "module." or torch.compile's
+"_orig_mod." prefix.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import pickle
 import re
@@ -38,12 +42,34 @@ def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
         )
     check_named_sha256(path)
     loaded = _load_safetensors(path) if path.suffix == ".safetensors" else _load_torch(path)
-    if not _is_state_dict(loaded):
+    state_dict = _weights_of(loaded)
+    if state_dict is None:
         raise UserError(
             f"{path} does not hold a state dict of tensors — save it with"
             " torch.save(model.state_dict(), path)"
         )
-    return dict(loaded)
+    return state_dict
+
+
+# Where training checkpoints keep the weights: timm's and Lightning's "state_dict",
+# torchvision's reference scripts' "model" (beside "optimizer", "epoch", "args"...).
+CHECKPOINT_KEYS = ("state_dict", "model")
+# Prefixes a wrapper adds to every name: DistributedDataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _weights_of(loaded: object) -> dict[str, Tensor] | None:
+    """The state dict in what a file held: itself, or a checkpoint's weights, unwrapped."""
+    if not _is_state_dict(loaded) and isinstance(loaded, Mapping):
+        loaded = next((loaded[key] for key in CHECKPOINT_KEYS
+                       if _is_state_dict(loaded.get(key))), None)
+    if not _is_state_dict(loaded) or not loaded:
+        return None
+    state_dict = dict(loaded)
+    for prefix in WRAPPER_PREFIXES:
+        if all(name.startswith(prefix) for name in state_dict):
+            state_dict = {name[len(prefix):]: value for name, value in state_dict.items()}
+    return state_dict
 
 
 def named_sha256_prefix(path: Path) -> str | None:
@@ -76,7 +102,10 @@ def file_sha256(path: Path) -> str:
 
 def _load_torch(path: Path) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torchvision's reference checkpoints keep their argparse options beside the weights:
+        # a Namespace holds only attributes, and anything else in it is still refused.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's weights-only unpickler names what it refused: "Unsupported global: ..."
         if "Unsupported global" not in str(error):
