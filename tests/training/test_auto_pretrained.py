@@ -81,7 +81,10 @@ def test_a_given_file_decides_the_network_by_its_name_or_by_what_it_fills(
     named = _hub_file(tmp_path, SMALL)
     assert choose_pretrained(str(named), **SHAPE).model == SMALL
     plain = named.rename(tmp_path / "my-weights.pth")  # the name says nothing: shapes decide
-    assert choose_pretrained(str(plain), **SHAPE).model == SMALL
+    choice = choose_pretrained(str(plain), **SHAPE)
+    assert choice.model == SMALL
+    # the user's file may not be ImageNet's: the line says where it is from, not what it is
+    assert choice.reason == f"--pretrained weights from {plain}"
     torch.save(nn.Linear(4, 2).state_dict(), tmp_path / "other.pth")
     with pytest.raises(UserError, match="other.pth: the file holds weights of none"):
         choose_pretrained(str(tmp_path / "other.pth"), **SHAPE)

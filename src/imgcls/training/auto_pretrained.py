@@ -53,7 +53,8 @@ def choose_pretrained(
     if pretrained not in (None, IMAGENET):
         network = network_of_weights(Path(pretrained), channels=channels,
                                      image_size=image_size, num_classes=num_classes)
-        return PretrainedChoice(network, pretrained, f"ImageNet weights from {pretrained}")
+        # The user's file may hold any pretraining: say where the weights come from, not what.
+        return PretrainedChoice(network, pretrained, f"--pretrained weights from {pretrained}")
     for network in PREFERRED_NETWORKS:
         cached = cached_weights_file(network)
         if cached is not None:
